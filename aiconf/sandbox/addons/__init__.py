@@ -1,0 +1,20 @@
+"""The sandbox add-ons: upstream components (and one project-written adapter) wired to the local control plane.
+
+``ALL`` maps add-on name to :class:`~aiconf.sandbox.addon.Addon`, in the order the runtime should start them:
+CRD-only add-ons first, KubeRay before Kueue (Kueue enables its Ray integration only when the RayCluster CRD
+exists when it starts). ``DEFAULT`` lists the names started by ``aiconf sandbox up`` without ``--addons``.
+
+cluster-autoscaler is absent: the Go module proxy refuses it (see :mod:`.cluster_autoscaler`).
+"""
+
+from __future__ import annotations
+
+from aiconf.sandbox.addon import Addon
+from aiconf.sandbox.addons import custom_metrics, gatewayapi, kuberay, kueue
+
+ALL: dict[str, Addon] = {
+    a.name: a for a in (gatewayapi.ADDON, kuberay.ADDON, kueue.ADDON, custom_metrics.ADDON)
+}
+DEFAULT: tuple[str, ...] = tuple(name for name, a in ALL.items() if a.default)
+
+__all__ = ["ALL", "DEFAULT"]
