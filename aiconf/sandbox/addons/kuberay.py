@@ -101,12 +101,20 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
     ]
 
 
-def raycluster(name: str, namespace: str, *, worker_groups: tuple[str, ...] = ("workers",), replicas: int = 1) -> dict:
-    """A small CPU-only RayCluster whose pods tolerate kwok's fake-node taint (for checks and tests)."""
+def raycluster(
+    name: str,
+    namespace: str,
+    *,
+    worker_groups: tuple[str, ...] = ("workers",),
+    replicas: int = 1,
+    node_selector: dict[str, str] | None = None,
+) -> dict:
+    """A small CPU-only RayCluster (for checks and tests); ``node_selector`` keeps its pods on fake nodes."""
 
     def pod_template(container: str) -> dict:
         return {
             "spec": {
+                **({"nodeSelector": dict(node_selector)} if node_selector else {}),
                 "containers": [
                     {
                         "name": container,
@@ -114,7 +122,6 @@ def raycluster(name: str, namespace: str, *, worker_groups: tuple[str, ...] = ("
                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
                     }
                 ],
-                "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
             }
         }
 

@@ -1,0 +1,291 @@
+"""The sandbox add-ons against a running sandbox (``kube_sandbox``, started with the default add-ons).
+
+Each test works in its own namespace and deletes it at the end. Waits are bounded polls. The first tests need no
+cluster: they pin the manifest transformations and the metrics adapter's value handling.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from aiconf.errors import SandboxError
+from aiconf.sandbox.addons import ALL, DEFAULT, custom_metrics, gatewayapi, kuberay, kueue
+from aiconf.sandbox.addons.metrics_adapter_server import format_quantity, parse_value
+
+# --- no cluster needed -------------------------------------------------------------------------------------------
+
+
+def test_registry_order_and_defaults():
+    names = list(ALL)
+    assert names.index("kuberay") < names.index("kueue"), "Kueue enables its Ray integration only if KubeRay is up first"
+    assert set(DEFAULT) == {"gateway-api", "kuberay", "kueue", "custom-metrics"}
+    for addon in ALL.values():
+        assert addon.summary and callable(addon.start)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "quantity"),
+    [("42", 42.0, "42"), ("0.5", 0.5, "500m"), ("500m", 0.5, "500m"), ("2k", 2000.0, "2000"), ("1.25", 1.25, "1250m")],
+)
+def test_adapter_values(text, value, quantity):
+    assert parse_value(text) == pytest.approx(value)
+    assert format_quantity(parse_value(text)) == quantity
+
+
+def test_adapter_rejects_non_numbers():
+    with pytest.raises(ValueError):
+        parse_value("fast")
+
+
+class _FakeHandle:
+    ca_cert = __file__  # any readable file stands for the CA in caBundle
+
+
+def test_kueue_webhooks_are_rewired_and_scoped():
+    docs = kueue.webhook_configurations(_FakeHandle(), 12345)
+    assert [d["metadata"]["name"] for d in docs] == ["kueue-mutating-webhook-configuration", "kueue-validating-webhook-configuration"]
+    hooks = {w["name"]: w for d in docs for w in d["webhooks"]}
+    for w in hooks.values():
+        svc = w["clientConfig"]["service"]
+        assert (svc["name"], svc["namespace"], svc["port"]) == (kueue.WEBHOOK_SERVICE, kueue.NAMESPACE, 12345)
+        assert base64.b64decode(w["clientConfig"]["caBundle"])
+    excluded = hooks["mjob.kb.io"]["namespaceSelector"]["matchExpressions"][0]
+    assert excluded["operator"] == "NotIn" and set(excluded["values"]) == {"kube-system", "kueue-system"}
+    assert "namespaceSelector" not in hooks["vclusterqueue.kb.io"]
+    assert hooks["mpod.kb.io"]["objectSelector"]["matchExpressions"][0]["key"] == "kueue.x-k8s.io/queue-name"
+    assert "objectSelector" not in hooks["mjob.kb.io"]
+
+
+def test_kueue_crds_keep_only_the_stored_version():
+    crds = kueue.crds()
+    assert len(crds) >= 10
+    for crd in crds:
+        assert [v["name"] for v in crd["spec"]["versions"]] == ["v1beta2"]
+        assert "conversion" not in crd["spec"]
+
+
+def test_kuberay_registers_only_the_raycluster_validator():
+    doc = kuberay.webhook_configuration(_FakeHandle(), 23456)
+    assert [w["name"] for w in doc["webhooks"]] == ["vraycluster.kb.io"]
+    assert doc["webhooks"][0]["clientConfig"]["service"]["port"] == 23456
+
+
+# --- against the sandbox -----------------------------------------------------------------------------------------
+
+sandbox = pytest.mark.sandbox
+
+
+def _poll(what: str, probe: Callable[[], Any], timeout_s: float, interval_s: float = 1.0) -> Any:
+    """Call ``probe`` until it returns a truthy value (returned); bounded; fails the test with the last value."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except SandboxError as e:
+            last = str(e)
+        else:
+            if last:
+                return last
+        time.sleep(interval_s)
+    pytest.fail(f"timed out after {timeout_s:g}s waiting for {what}; last: {str(last)[:600]}")
+
+
+def _get(sb, *args: str) -> dict:
+    return json.loads(sb.kubectl("get", *args, "-o", "json"))
+
+
+@pytest.fixture
+def sb(kube_sandbox):
+    return kube_sandbox.sandbox
+
+
+@pytest.fixture
+def namespace(sb) -> Iterator[str]:
+    name = f"addons-{uuid.uuid4().hex[:8]}"
+    sb.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        sb.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+def _conditions(obj: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+
+
+KWOK_ONLY = {"type": "kwok"}  # fake pods must never land on a real node (no images can be pulled)
+
+
+@sandbox
+def test_gateway_api_crds_established(sb):
+    for name in gatewayapi.CORE_CRDS:
+        crd = _get(sb, "crd", name)
+        assert _conditions(crd)["Established"]["status"] == "True", name
+        assert any(v["name"] == "v1" and v["served"] for v in crd["spec"]["versions"]), name
+
+
+def _job(name: str, queue: str, *, parallelism: int, gpus: int, hold_s: int = 20) -> dict:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {"kueue.x-k8s.io/queue-name": queue}},
+        "spec": {
+            "parallelism": parallelism,
+            "completions": parallelism,
+            "suspend": True,
+            "template": {
+                # kwok completes Job pods after this delay (see the sandbox's kwok stages)
+                "metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": f"{hold_s}s"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "nodeSelector": KWOK_ONLY,
+                    "containers": [
+                        {
+                            "name": "train",
+                            "image": "registry.invalid/train:1",
+                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"nvidia.com/gpu": str(gpus)}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _workload_for(sb, namespace: str, job: str) -> dict | None:
+    for wl in _get(sb, "workloads.kueue.x-k8s.io", "-n", namespace).get("items", []):
+        if any(o.get("name") == job for o in wl["metadata"].get("ownerReferences", [])):
+            return wl
+    return None
+
+
+@sandbox
+def test_kueue_admits_a_job_and_holds_back_an_oversized_gang(sb, namespace):
+    cq = _get(sb, "clusterqueue", kueue.CLUSTER_QUEUE)
+    assert _conditions(cq)["Active"]["status"] == "True"
+    gpu_quota = next(
+        int(r["nominalQuota"])
+        for r in cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
+        if r["name"] == "nvidia.com/gpu"
+    )
+    assert gpu_quota > 0, "the ClusterQueue should cover the fake GPU nodes"
+    sb.apply([{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "lq", "namespace": namespace}, "spec": {"clusterQueue": kueue.CLUSTER_QUEUE}}])
+    fits = _job("fits", "lq", parallelism=2, gpus=1)
+    too_big = _job("too-big", "lq", parallelism=gpu_quota + 1, gpus=1)
+    sb.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [fits, too_big]}))
+
+    def admitted():
+        wl = _workload_for(sb, namespace, "fits")
+        if wl and _conditions(wl).get("Admitted", {}).get("status") == "True":
+            return wl
+        return None
+
+    wl = _poll("the fitting Job's Workload to be admitted", admitted, 60)
+    assert wl["status"]["admission"]["clusterQueue"] == kueue.CLUSTER_QUEUE
+    _poll("the admitted Job to be unsuspended", lambda: _get(sb, "job", "fits", "-n", namespace)["spec"].get("suspend") is False, 30)
+
+    def pods_ready():
+        w = _workload_for(sb, namespace, "fits")
+        return w and _conditions(w).get("PodsReady", {}).get("status") == "True"
+
+    _poll("waitForPodsReady to mark the admitted gang PodsReady", pods_ready, 60)
+
+    big = _poll("the oversized Job's Workload", lambda: _workload_for(sb, namespace, "too-big"), 30)
+    assert _conditions(big).get("Admitted", {}).get("status") != "True"
+    assert _get(sb, "job", "too-big", "-n", namespace)["spec"]["suspend"] is True
+    pods = _get(sb, "pods", "-n", namespace, "-l", "job-name=too-big")["items"]
+    assert pods == [], "no pod of a gang that does not fit may start"
+
+
+@sandbox
+def test_kuberay_webhook_rejects_invalid_and_valid_cluster_gets_ready(sb, namespace):
+    bad = kuberay.raycluster("dup", namespace, worker_groups=("g", "g"), node_selector=KWOK_ONLY)
+    with pytest.raises(SandboxError) as err:
+        sb.kubectl("create", "-f", "-", input=json.dumps(bad))
+    assert 'admission webhook "vraycluster.kb.io" denied' in str(err.value)
+    assert kuberay.DUPLICATE_GROUP_MESSAGE in str(err.value)
+
+    good = kuberay.raycluster("ok", namespace, worker_groups=("cpu",), replicas=2, node_selector=KWOK_ONLY)
+    sb.kubectl("create", "-f", "-", input=json.dumps(good))
+
+    def ready():
+        rc = _get(sb, "raycluster", "ok", "-n", namespace)
+        return rc if rc.get("status", {}).get("state") == "ready" else None
+
+    rc = _poll("RayCluster ok to reach state ready", ready, 120, interval_s=2)
+    assert rc["status"]["readyWorkerReplicas"] == 2
+    assert len(_get(sb, "pods", "-n", namespace, "-l", "ray.io/cluster=ok")["items"]) == 3
+
+
+METRIC = "requests_per_second"
+
+
+def _metric_values(sb, namespace: str, selector: str) -> dict[str, float]:
+    raw = sb.kubectl("get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/*/{METRIC}?labelSelector={selector}")
+    doc = json.loads(raw)
+    assert doc["kind"] == "MetricValueList"
+    return {i["describedObject"]["name"]: parse_value(i["value"]) for i in doc["items"]}
+
+
+def _annotate_pods(sb, namespace: str, selector: str, value: str) -> None:
+    sb.kubectl("annotate", "pods", "-n", namespace, "-l", selector, "--overwrite", f"{custom_metrics.ANNOTATION_PREFIX}{METRIC}={value}")
+
+
+@sandbox
+def test_custom_metrics_api_serves_annotations_and_drives_an_hpa(sb, namespace):
+    svc = _get(sb, "apiservice", custom_metrics.APISERVICE)
+    assert _conditions(svc)["Available"]["status"] == "True"
+    assert json.loads(sb.kubectl("get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2"))["groupVersion"] == "custom.metrics.k8s.io/v1beta2"
+
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}, "annotations": {f"{custom_metrics.ANNOTATION_PREFIX}{METRIC}": "1"}},
+                "spec": {
+                    "nodeSelector": KWOK_ONLY,
+                    "containers": [{"name": "web", "image": "registry.invalid/web:1", "resources": {"requests": {"cpu": "50m"}}}],
+                },
+            },
+        },
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "metrics": [{"type": "Pods", "pods": {"metric": {"name": METRIC}, "target": {"type": "AverageValue", "averageValue": "5"}}}],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0},
+                "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+            },
+        },
+    }
+    sb.apply([deploy])
+    _poll("one web pod with its metric", lambda: len(_metric_values(sb, namespace, "app=web")) == 1, 60)
+    assert list(_metric_values(sb, namespace, "app=web").values()) == [1.0]
+
+    sb.apply([hpa])
+    _poll("the HPA to read the metric", lambda: _get(sb, "hpa", "web", "-n", namespace).get("status", {}).get("currentMetrics"), 90, interval_s=2)
+
+    _annotate_pods(sb, namespace, "app=web", "20")
+    _poll("the HPA to scale web up to 4", lambda: _get(sb, "deployment", "web", "-n", namespace)["spec"]["replicas"] == 4, 120, interval_s=2)
+
+    _poll("4 web pods", lambda: len(_metric_values(sb, namespace, "app=web")) == 4, 60)
+    _annotate_pods(sb, namespace, "app=web", "1")
+    _poll("the HPA to scale web back down to 1", lambda: _get(sb, "deployment", "web", "-n", namespace)["spec"]["replicas"] == 1, 150, interval_s=2)
