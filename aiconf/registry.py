@@ -7,6 +7,7 @@ error at start, not a silently absent requirement.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,4 +84,5 @@ def get(requirement_id: str) -> CheckSpec:
 
 
 def implemented() -> list[str]:
-    return list(CHECK_MODULES)
+    """Requirement ids that have a check module in this installation."""
+    return [name for name in CHECK_MODULES if importlib.util.find_spec(f"aiconf.checks.{name}") is not None]

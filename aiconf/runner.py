@@ -1,0 +1,426 @@
+"""Execute requirement notebooks headless with papermill, in-process, and leave a complete run folder.
+
+The runner records every notebook's outcome itself: papermill does not mark cell timeouts as failures, and a dead
+kernel or a notebook that never wrote its result must still yield an ERROR result with the reason. Notebooks that
+change cluster capacity (``exclusive`` in the checklist data) never overlap. On SIGINT/SIGTERM the kernels are
+interrupted (so each check's cleanup runs), then everything labelled with the run id is swept.
+
+Run folder::
+
+    outputs/<run-id>/run.json  notebooks/<id>.ipynb  results/<id>.json  evidence/<id>/...  junit.xml  report.html
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiconf import __version__, checklists, facts, registry
+from aiconf.context import now_iso
+from aiconf.errors import AiconfError
+from aiconf.execute import connect, new_run_id, resolve_version
+from aiconf.model import RequirementResult, SubCheck, Verdict
+from aiconf.notebooks import NOTEBOOK_DIR
+from aiconf.params import Params
+
+EXIT_OK, EXIT_MUST_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Plan:
+    run_id: str
+    run_dir: Path
+    checklist_version: str
+    selected: list[str]
+    not_selected: list[str]
+    not_automated: list[str]
+
+
+@dataclass
+class NotebookOutcome:
+    requirement_id: str
+    status: str = "not-run"  #: ok | failed | timeout | dead-kernel | interrupted | not-run
+    duration_s: float = 0.0
+    error: str = ""
+    path: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Progress:
+    """Plain lines (CI) or an updating status line (terminal) about which notebook runs and for how long."""
+
+    def __init__(self, total: int, stream: Any = None):
+        self.total, self.done = total, 0
+        self.stream = stream or sys.stderr
+        self.lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            print(text, file=self.stream, flush=True)
+
+    def started(self, rid: str) -> None:
+        self.line(f"[aiconf] start  {rid}")
+
+    def finished(self, rid: str, verdict: str, seconds: float) -> None:
+        with self.lock:
+            self.done += 1
+            done = self.done
+        self.line(f"[aiconf] done   {rid:<28} {verdict:<15} {seconds:6.1f}s  ({done}/{self.total})")
+
+
+class _CellLogHandler(logging.Handler):
+    """papermill's ``log_output`` sends cell stdout/stderr to its logger; forward the checks' step lines."""
+
+    def __init__(self, progress: _Progress):
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in record.getMessage().splitlines():
+            if line.startswith("[") and "]" in line and not line.startswith("[aiconf]"):
+                self.progress.line("         " + line.strip())
+
+
+def plan_run(params: Params, *, only: list[str] | None = None, skip: list[str] | None = None,
+             run_id: str = "", output: str | Path = "outputs", kube: Any = None) -> Plan:
+    checklist = checklists.load()
+    for rid in (only or []) + (skip or []):
+        checklist.get(rid)  # unknown ids -> ConfigError naming the id
+    version = resolve_version(params, kube) if kube is not None else checklist.check_version(params.checklist_version)
+    listed = [r.id for r in checklist.for_version(version)]
+    # Requirements not in the version run only when asked for by name (informational, e.g. dra_support on 1.36).
+    candidates = listed + [rid for rid in (only or []) if rid not in listed]
+    selected = [rid for rid in candidates if (not only or rid in only) and rid not in (skip or [])]
+    implemented = set(registry.implemented())
+    run_id = run_id or new_run_id()
+    return Plan(
+        run_id=run_id,
+        run_dir=Path(output) / run_id,
+        checklist_version=version,
+        selected=[rid for rid in selected if rid in implemented],
+        not_selected=[rid for rid in listed if rid not in selected],
+        not_automated=[rid for rid in selected if rid not in implemented],
+    )
+
+
+def run(
+    params: Params,
+    *,
+    only: list[str] | None = None,
+    skip: list[str] | None = None,
+    parallel: int = 1,
+    output: str | Path = "outputs",
+    timeout_s: float = 1800,
+    profile: str = "",
+    report: bool = True,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    progress_stream: Any = None,
+) -> int:
+    """Run the selected checks; return the exit code (0 all MUSTs pass, 1 a MUST failed/unknown, 130 interrupted)."""
+    for rid in (only or []) + (skip or []):
+        checklists.load().get(rid)  # bad ids fail before anything touches the cluster
+    kube = connect(params)
+    plan = plan_run(params, only=only, skip=skip, output=output, kube=kube)
+    run_dir = plan.run_dir
+    (run_dir / "results").mkdir(parents=True, exist_ok=True)
+    (run_dir / "notebooks").mkdir(exist_ok=True)
+    params = params.replace(checklist_version=plan.checklist_version)
+    progress = _Progress(len(plan.selected), progress_stream)
+    started = time.monotonic()
+    manifest: dict[str, Any] = {
+        "schema_version": 1,
+        "run_id": plan.run_id,
+        "toolkit_version": __version__,
+        "checklist_version": plan.checklist_version,
+        "profile": profile or "default",
+        "started_at": now_iso(),
+        "cluster": _safe_fingerprint(kube, params),
+        "parameters": params.redacted(),
+        "selected": plan.selected,
+        "not_selected": plan.not_selected,
+        "not_automated": plan.not_automated,
+        "notebooks": {},
+    }
+    _write_json(run_dir / "run.json", manifest)
+    _update_latest(Path(output), run_dir)
+
+    from aiconf import cleanup
+
+    leftovers = [x for x in _safe(lambda: cleanup.find_leftovers(kube), []) if x.run_id != plan.run_id]
+    if leftovers:
+        progress.line(f"[aiconf] found {len(leftovers)} object(s) left by earlier runs (remove with `aiconf cleanup --all`): "
+                      + ", ".join(map(str, leftovers[:5])) + (" ..." if len(leftovers) > 5 else ""))
+        manifest["leftovers_at_start"] = [str(x) for x in leftovers]
+    progress.line(f"[aiconf] run {plan.run_id}: checklist {plan.checklist_version}, {len(plan.selected)} check(s), "
+                  f"output {run_dir}")
+
+    if (notebook_dir / "00_preflight.ipynb").exists():
+        pre = execute_notebook("00_preflight", params, plan, timeout_s=min(timeout_s, 300), notebook_dir=notebook_dir)
+        manifest["preflight"] = pre.__dict__
+        if pre.status != "ok":
+            progress.line(f"[aiconf] preflight notebook {pre.status}: {pre.error}")
+
+    stop = threading.Event()
+    outcomes: dict[str, NotebookOutcome] = {}
+    exclusive_lock = threading.Lock()
+    checklist = checklists.load()
+    handler = _CellLogHandler(progress)
+    pm_logger = logging.getLogger("papermill")
+    pm_logger.addHandler(handler)
+    pm_logger.setLevel(logging.INFO)
+    pm_logger.propagate = False
+
+    def one(rid: str) -> None:
+        if stop.is_set():
+            outcomes[rid] = NotebookOutcome(rid, "interrupted", error="run interrupted before this check started")
+            return
+        exclusive = checklist.get(rid).exclusive
+        with exclusive_lock if exclusive else _nullcontext():
+            if stop.is_set():
+                outcomes[rid] = NotebookOutcome(rid, "interrupted", error="run interrupted before this check started")
+                return
+            progress.started(rid)
+            outcome = execute_notebook(rid, params, plan, timeout_s=timeout_s, notebook_dir=notebook_dir)
+            outcomes[rid] = outcome
+            result = ensure_result(rid, plan, outcome, params)
+            progress.finished(rid, str(result.verdict), outcome.duration_s)
+
+    previous = _install_signal_handlers(stop, progress)
+    interrupted = False
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="aiconf-nb") as pool:
+            futures = [pool.submit(one, rid) for rid in plan.selected]
+            for f in futures:
+                f.result()  # signal handlers still run in this (main) thread while it waits
+    finally:
+        interrupted = stop.is_set()
+        _restore_signal_handlers(previous)
+        pm_logger.removeHandler(handler)
+        # The second net: whatever a crashed or interrupted check left behind, by run-id label.
+        if params.cleanup:
+            _sweep(kube, plan.run_id, params, progress)
+
+    for rid in plan.not_automated:
+        _write_not_automated(rid, plan, params)
+    for rid in plan.selected:
+        if rid not in outcomes:
+            outcomes[rid] = NotebookOutcome(rid, "interrupted", error="run interrupted before this check started")
+            ensure_result(rid, plan, outcomes[rid], params)
+
+    results = load_results(run_dir)
+    code = EXIT_INTERRUPTED if interrupted else exit_code(results.values())
+    manifest.update(
+        finished_at=now_iso(),
+        duration_s=round(time.monotonic() - started, 3),
+        exit_code=code,
+        notebooks={rid: o.__dict__ for rid, o in outcomes.items()},
+        verdicts={rid: str(r.verdict) for rid, r in results.items()},
+    )
+    _write_json(run_dir / "run.json", manifest)
+    _write_ci_files(run_dir, progress)
+    if report and not interrupted:
+        _build_report(run_dir, progress)
+    progress.line(f"[aiconf] finished in {manifest['duration_s']:.1f}s, exit code {code}; results in {run_dir}")
+    return code
+
+
+def execute_notebook(rid: str, params: Params, plan: Plan, *, timeout_s: float,
+                     notebook_dir: Path = NOTEBOOK_DIR) -> NotebookOutcome:
+    """Run ``notebooks/<rid>.ipynb`` with papermill in this process and classify how it ended."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    source = notebook_dir / f"{rid}.ipynb"
+    target = plan.run_dir / "notebooks" / f"{rid}.ipynb"
+    outcome = NotebookOutcome(rid, path=str(target.relative_to(plan.run_dir)))
+    parameters = {**params.to_dict(), "run_id": plan.run_id, "output_dir": str(plan.run_dir.resolve()), "profile": ""}
+    started = time.monotonic()
+    try:
+        pm.execute_notebook(
+            str(source), str(target), parameters=parameters, kernel_name="python3", progress_bar=False,
+            log_output=True, execution_timeout=timeout_s, cwd=str(plan.run_dir.resolve()),
+        )
+        outcome.status = "ok"
+    except CellTimeoutError:
+        outcome.status, outcome.error = "timeout", f"notebook exceeded its {timeout_s:g}s timeout"
+    except DeadKernelError:
+        outcome.status, outcome.error = "dead-kernel", "the notebook's kernel died (out of memory, or killed)"
+    except pm.PapermillExecutionError as e:
+        outcome.status = "failed"
+        outcome.error = f"cell {e.exec_count} raised {e.ename}: {e.evalue}"[:500]
+        if e.ename == "KeyboardInterrupt":
+            outcome.status = "interrupted"
+    except Exception as e:  # kernel could not start, notebook missing, ...
+        outcome.status, outcome.error = "failed", f"{type(e).__name__}: {e}"[:500]
+    outcome.duration_s = round(time.monotonic() - started, 3)
+    return outcome
+
+
+def ensure_result(rid: str, plan: Plan, outcome: NotebookOutcome, params: Params) -> RequirementResult:
+    """The notebook's result, or an ERROR result saying why the notebook did not produce one."""
+    path = plan.run_dir / "results" / f"{rid}.json"
+    requirement = checklists.load().get(rid)
+    if path.exists():
+        result = RequirementResult.read(path)
+        if outcome.status not in ("ok",) and result.verdict is not Verdict.ERROR and not result.error:
+            # The check finished but a later cell failed (a chart, say): keep the verdict, record the problem.
+            result.notes.append(f"notebook {outcome.status} after the check finished: {outcome.error}")
+            result.write(path)
+        return result
+    result = RequirementResult(rid, plan.checklist_version, requirement.level(plan.checklist_version),
+                               requirement.title, run_id=plan.run_id, toolkit_version=__version__,
+                               started_at=now_iso(), finished_at=now_iso(), duration_s=outcome.duration_s)
+    result.error = {"type": f"notebook-{outcome.status}",
+                    "message": outcome.error or "the notebook finished without writing its result", "step": "notebook"}
+    result.finalize()
+    result.write(path)
+    return result
+
+
+def _write_not_automated(rid: str, plan: Plan, params: Params) -> None:
+    requirement = checklists.load().get(rid)
+    result = RequirementResult(rid, plan.checklist_version, requirement.level(plan.checklist_version),
+                               requirement.title, run_id=plan.run_id, toolkit_version=__version__)
+    result.subchecks.append(SubCheck("automated_check", Verdict.UNKNOWN,
+                                     "this toolkit version has no automated check for this requirement yet",
+                                     expected="an automated check", observed="none: attach manual evidence"))
+    result.finalize()
+    result.write(plan.run_dir / "results" / f"{rid}.json")
+
+
+def load_results(run_dir: Path) -> dict[str, RequirementResult]:
+    return {p.stem: RequirementResult.read(p) for p in sorted((run_dir / "results").glob("*.json"))}
+
+
+def exit_code(results: Any) -> int:
+    """0 when every MUST passed (NOT_APPLICABLE counts as acceptable), 1 when any MUST is FAIL/UNKNOWN/ERROR."""
+    for r in results:
+        if r.level == "MUST" and r.verdict not in (Verdict.PASS, Verdict.NOT_APPLICABLE, Verdict.SKIPPED):
+            return EXIT_MUST_FAILED
+    return EXIT_OK
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _install_signal_handlers(stop: threading.Event, progress: _Progress) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            return
+        stop.set()
+        progress.line(f"[aiconf] {signal.Signals(signum).name}: interrupting running checks (they clean up), "
+                      "then sweeping this run's objects ...")
+        _interrupt_kernels()
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)
+
+
+def _interrupt_kernels() -> None:
+    """SIGINT every kernel this process started: the cell gets KeyboardInterrupt and the check's cleanup runs."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil comes with ipykernel
+        return
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if "ipykernel" in " ".join(child.cmdline()):
+                child.send_signal(signal.SIGINT)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+
+
+def _sweep(kube: Any, run_id: str, params: Params, progress: _Progress) -> None:
+    from aiconf import cleanup
+
+    try:
+        left = cleanup.find_leftovers(kube, run_id)
+        if left:
+            progress.line(f"[aiconf] removing {len(left)} leftover object(s) of this run: " + ", ".join(map(str, left[:5])))
+            for problem in cleanup.delete_leftovers(kube, left, params.cleanup_timeout_s):
+                progress.line(f"[aiconf] cleanup problem: {problem}")
+    except Exception as e:
+        progress.line(f"[aiconf] cleanup sweep failed: {e} (run `aiconf cleanup --run-id {run_id}`)")
+
+
+def _safe(fn: Any, default: Any) -> Any:
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def _safe_fingerprint(kube: Any, params: Params) -> dict[str, Any]:
+    try:
+        return facts.fingerprint(kube, params)
+    except AiconfError:
+        raise
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _update_latest(output: Path, run_dir: Path) -> None:
+    latest = output / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(run_dir.name)
+    except OSError:
+        pass  # a read-only or Windows-shared folder: the run folder is still complete
+
+
+def _write_ci_files(run_dir: Path, progress: _Progress) -> None:
+    try:
+        from aiconf.report import junit
+    except ImportError:
+        return
+    try:
+        junit.write_junit(run_dir)
+        junit.write_e2e_log(run_dir)
+    except Exception as e:
+        progress.line(f"[aiconf] could not write junit.xml/e2e.log: {e}")
+
+
+def _build_report(run_dir: Path, progress: _Progress) -> None:
+    try:
+        from aiconf.report import build_report
+    except ImportError:
+        return
+    try:
+        path = build_report(run_dir)
+        progress.line(f"[aiconf] report: {path}")
+    except Exception as e:
+        progress.line(f"[aiconf] could not build the report: {e} (retry with `aiconf report {run_dir}`)")
+
