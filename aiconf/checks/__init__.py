@@ -1,0 +1,1 @@
+"""Requirement checks, one module per requirement id (imported by :func:`aiconf.registry.load_all`)."""
