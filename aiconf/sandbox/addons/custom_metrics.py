@@ -6,7 +6,11 @@ Wiring:
   that module for the served paths and the simplified authentication) on ``127.0.0.1:<free port>``, with a
   serving cert from the cluster CA naming ``custom-metrics-apiserver.custom-metrics.svc``.
 * APIService ``v1beta2.custom.metrics.k8s.io`` → Service ``custom-metrics/custom-metrics-apiserver`` of type
-  ExternalName → ``127.0.0.1``, port = the adapter's, ``caBundle`` = the cluster CA.
+  ExternalName → ``127.0.0.1``, port = the adapter's, ``caBundle`` = the cluster CA. An APIService has no URL
+  form, so this needs kube-apiserver's ``--enable-aggregator-routing=false``: kube-apiserver 1.36 then resolves
+  it with ``ResolveCluster``, which returns ``https://127.0.0.1:<port>`` for ExternalName; with routing on it uses
+  ``ResolveEndpoint``, which refuses ExternalName ("unsupported service type"), and EndpointSlices cannot hold
+  loopback addresses.
 * Metric values: a pod annotated ``metrics.aiconf.io/<metric>: "<value>"`` reports that value for
   ``pods/<metric>``; an HPA (autoscaling/v2, ``type: Pods``) on a Deployment of kwok pods follows the annotation.
 * ``wait_ready``: the APIService is ``Available`` and ``kubectl get --raw /apis/custom.metrics.k8s.io/v1beta2``
@@ -23,6 +27,7 @@ import json
 import sys
 from pathlib import Path
 
+from aiconf.errors import SandboxError
 from aiconf.sandbox.addon import Addon, Process, SandboxHandle
 from aiconf.sandbox.addons._common import (
     addon_dir,
@@ -89,7 +94,16 @@ def wait_ready(sb: SandboxHandle, timeout_s: float = 90.0) -> None:
         cond = next((c for c in svc.get("status", {}).get("conditions", []) if c["type"] == "Available"), {})
         return cond.get("status") == "True", f"Available={cond.get('status')} {cond.get('reason', '')}: {cond.get('message', '')}"
 
-    wait_for(f"APIService {APISERVICE} to be Available", available, timeout_s=timeout_s)
+    try:
+        wait_for(f"APIService {APISERVICE} to be Available", available, timeout_s=timeout_s)
+    except SandboxError as e:
+        if "unsupported service type" in str(e):
+            raise SandboxError(
+                f"{e}; kube-apiserver must run with --enable-aggregator-routing=false for an APIService backed by an "
+                "ExternalName Service (with it true, 1.36 resolves APIServices through EndpointSlices, and those "
+                "cannot hold 127.0.0.1)"
+            ) from None
+        raise
 
     def discovery() -> tuple[bool, str]:
         doc = json.loads(sb.kubectl("get", "--raw", f"/apis/{GROUP}/{VERSION}"))

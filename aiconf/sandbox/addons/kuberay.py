@@ -8,8 +8,9 @@ Wiring:
   reads ``tls.crt``/``tls.key`` from ``state_dir/kuberay/webhook-certs/`` (upstream: ``$TMPDIR/k8s-webhook-server/
   serving-certs``). ``ENABLE_WEBHOOKS=true`` turns the RayCluster validator on, as upstream. Leader election is
   off, metrics and probes are on free loopback ports. Admin kubeconfig; KubeRay's RBAC is not applied.
-* The API server reaches the webhook through Service ``ray-system/kuberay-webhook-service`` of type ExternalName
-  → ``127.0.0.1``; the cert (cluster CA) names ``kuberay-webhook-service.ray-system.svc``.
+* The API server calls the webhook at ``clientConfig.url: https://127.0.0.1:<port>/validate-ray-io-v1-raycluster``
+  (cert from the cluster CA with ``IP:127.0.0.1``). Not an ExternalName Service: see :mod:`.kueue` (kube-apiserver
+  1.36 refuses ExternalName for webhooks when ``--enable-aggregator-routing=true``).
 * CRDs: ``config/crd/bases/ray.io_*.yaml`` server-side (they are far above the client-side apply limit).
   Webhook: only ``vraycluster.kb.io`` (``/validate-ray-io-v1-raycluster``) of ``config/webhook/manifests.yaml``;
   v1.6 registers no RayJob/RayService validator, so those entries would fail closed with 404.
@@ -32,8 +33,6 @@ from aiconf.sandbox.addons._common import (
     http_ok,
     install_cert_pair,
     load_yaml_docs,
-    loopback_service,
-    namespace_doc,
     service_dns_names,
     wait_for,
 )
@@ -60,8 +59,8 @@ def webhook_configuration(sb: SandboxHandle, port: int) -> dict:
     if not hooks:
         raise SandboxError(f"kuberay add-on: {src} has no {WEBHOOK_NAME} webhook")
     for wh in hooks:
-        wh["clientConfig"]["service"].update(name=WEBHOOK_SERVICE, namespace=NAMESPACE, port=port)
-        wh["clientConfig"]["caBundle"] = ca_bundle(sb)
+        path = wh["clientConfig"]["service"]["path"]
+        wh["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle(sb)}
         wh["timeoutSeconds"] = 10
     doc["metadata"] = {"name": WEBHOOK_CONFIGURATION}
     doc["webhooks"] = hooks
@@ -75,8 +74,8 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
         "kuberay-webhook", dns_names=service_dns_names(WEBHOOK_SERVICE, NAMESPACE), ip_addresses=["127.0.0.1"]
     )
     cert_dir = install_cert_pair(cert, key, d / "webhook-certs")
-    sb.apply([namespace_doc(NAMESPACE), *crds()])
-    sb.apply([loopback_service(WEBHOOK_SERVICE, NAMESPACE, webhook_port), webhook_configuration(sb, webhook_port)])
+    sb.apply(crds())
+    sb.apply([webhook_configuration(sb, webhook_port)])
     (d / "ports.json").write_text(
         json.dumps({"webhook": webhook_port, "metrics": metrics_port, "probe": probe_port}, indent=2) + "\n"
     )

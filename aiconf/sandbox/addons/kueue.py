@@ -9,9 +9,11 @@ Wiring:
   ports, integrations ``batch/job`` + ``pod`` (+ ``ray.io/raycluster``/``ray.io/rayjob`` when the RayCluster CRD
   exists, i.e. when the ``kuberay`` add-on started first), and ``waitForPodsReady`` on (timeout from
   ``AICONF_KUEUE_PODS_READY_TIMEOUT``, default ``60s``, so a gang that cannot start is evicted quickly).
-* The API server reaches the webhook through Service ``kueue-system/kueue-webhook-service`` of type ExternalName
-  → ``127.0.0.1`` on the webhook port; its cert (signed by the cluster CA) names
-  ``kueue-webhook-service.kueue-system.svc``.
+* The API server calls the webhooks at ``clientConfig.url: https://127.0.0.1:<port>/<path>`` (cert from the
+  cluster CA with ``IP:127.0.0.1``; it also names ``kueue-webhook-service.kueue-system.svc``). Not an ExternalName
+  Service: kube-apiserver 1.36 resolves webhook Services through ``ResolveEndpoint`` when
+  ``--enable-aggregator-routing=true``, and that refuses ExternalName ("unsupported service type"); a URL works
+  with either setting.
 * Hard-coded path: with internal cert management off, Kueue reads its metrics serving cert from
   ``/etc/kueue/metrics/certs/tls.{crt,key}`` and exits when it is missing. The process therefore runs in a private
   mount namespace (``unshare -m``) where an overlay over ``/etc`` adds that folder from
@@ -19,8 +21,8 @@ Wiring:
   root). The visibility server (which wants ``/visibility/tls.*``) is turned off with
   ``--feature-gates=VisibilityOnDemand=false``.
 * Webhook configurations are upstream's ``config/components/webhook/manifests.yaml`` with kustomize's edits
-  redone here (names, Service, ``namespaceSelector`` excluding kube-system/kueue-system), plus two sandbox edits:
-  the port and caBundle, and an ``objectSelector`` (``kueue.x-k8s.io/queue-name`` exists) on the Pod, Deployment,
+  redone here (names, ``namespaceSelector`` excluding kube-system/kueue-system), plus sandbox edits: the URL
+  and caBundle, and an ``objectSelector`` (``kueue.x-k8s.io/queue-name`` exists) on the Pod, Deployment,
   StatefulSet and LeaderWorkerSet webhooks so that, when Kueue is stopped, ordinary pods of other tests are not
   refused by a fail-closed webhook. Pod groups and queued pods carry that label, so Kueue still sees them.
 * CRDs: ``config/components/crd/bases`` reduced to the stored version ``v1beta2`` (the bases carry no conversion
@@ -49,7 +51,6 @@ from aiconf.sandbox.addons._common import (
     install_cert_pair,
     kube_json,
     load_yaml_docs,
-    loopback_service,
     namespace_doc,
     parse_quantity,
     service_dns_names,
@@ -98,9 +99,8 @@ def webhook_configurations(sb: SandboxHandle, port: int) -> list[dict]:
         doc = copy.deepcopy(doc)
         doc["metadata"]["name"] = "kueue-" + doc["metadata"]["name"]
         for wh in doc.get("webhooks", []):
-            svc = wh["clientConfig"]["service"]
-            svc.update(name=WEBHOOK_SERVICE, namespace=NAMESPACE, port=port)
-            wh["clientConfig"]["caBundle"] = bundle
+            path = wh["clientConfig"]["service"]["path"]
+            wh["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
             kind = wh["name"].split(".", 1)[0][1:]  # "mpod.kb.io" -> "pod"
             # kustomize gives every job-like webhook the namespace selector; Kueue's own kinds (clusterqueue,
             # cohort, resourceflavor, workload) keep none.
@@ -164,7 +164,7 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")  # JSON is YAML
 
     sb.apply([namespace_doc(NAMESPACE), *crds()])
-    sb.apply([loopback_service(WEBHOOK_SERVICE, NAMESPACE, webhook_port), *webhook_configurations(sb, webhook_port)])
+    sb.apply(webhook_configurations(sb, webhook_port))
     (d / "ports.json").write_text(
         json.dumps({"webhook": webhook_port, "health": health_port, "metrics": metrics_port}, indent=2) + "\n"
     )
