@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -60,6 +63,13 @@ _PORT_FIELDS = {
 }
 
 Progress = Callable[[str], None]
+
+#: Starts the line written to a process's log before each launch (a retry appends to the same log).
+_LOG_MARK = "--- aiconf-sandbox start "
+
+
+class _PortInUse(SandboxError):
+    """A process exited because its address was taken (between choosing the port and binding it)."""
 
 
 def default_state_dir() -> Path:
@@ -122,6 +132,20 @@ def tail(path: Path, lines: int = 20) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+_ERROR_LINE = re.compile(r"^[EF]\d{4} |\b(error|fatal|panic|failed|invalid|unknown flag|not defined)\b", re.I)
+
+
+def failure_excerpt(path: Path, lines: int = 15) -> str:
+    """What to quote when a process died: the first error-looking lines of its latest run (a usage text printed
+    after the error would otherwise push it out of view) and then its last ``lines`` lines."""
+    text = tail(path, 400)
+    run = text.rsplit(_LOG_MARK, 1)[-1].splitlines()[1 if _LOG_MARK in text else 0 :]
+    errors = [ln for ln in run if _ERROR_LINE.search(ln)][:5]
+    last = run[-lines:]
+    head = [ln for ln in errors if ln not in last]
+    return "\n".join([*head, *(["..."] if head else []), *last])
 
 
 def _free_port(taken: set[int]) -> int:
@@ -401,6 +425,8 @@ class Sandbox:
             self.down(quiet=True)
 
         started = time.monotonic()
+        # The Kubernetes client takes ~0.5 s to import; do it while etcd and the API server start.
+        threading.Thread(target=importlib.import_module, args=("kubernetes.client",), daemon=True).start()
         bins = self._core_bins()
         for sub in ("pki", "logs", "pids", "etcd", "kwok", "apiserver", "kubeconfigs"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -505,19 +531,22 @@ class Sandbox:
         return problems
 
     def _start_core(self, cfg: comp.ClusterConfig, state: dict, spec: NodeSpec) -> comp.ClusterConfig:
-        # etcd and the API server start one after the other (everything needs them); the controller manager,
-        # scheduler and kwok start together, and the nodes are created while they come up.
-        for name in ("etcd", "kube-apiserver"):
-            cfg = self._launch_core(name, cfg, state)
-            self._wait_ready(self._core_process(name, cfg), state)
+        # etcd, then the API server: everything needs them. Then the controller manager and scheduler start (the
+        # controller manager needs ~5 s to initialise its controllers on 2 cores) while the nodes are created and
+        # kwok marks them Ready, which takes milliseconds: long before the controller manager's node lifecycle
+        # controller first looks at them, so it never taints them not-ready.
+        cfg = self._start_core_group(("etcd",), cfg, state)
+        cfg = self._start_core_group(("kube-apiserver",), cfg, state)
+        later = ("kube-controller-manager", "kube-scheduler")
+        for name in later:
+            self._launch(self._core_process(name, cfg), state)
         t = time.monotonic()
         self._create_bootstrap_objects(spec)
         self.progress(f"[up] {spec.gpu_nodes} GPU + {spec.cpu_nodes} CPU nodes created ({time.monotonic() - t:.1f}s)")
-        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-            cfg = self._launch_core(name, cfg, state)
-        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-            self._wait_ready(self._core_process(name, cfg), state)
+        cfg = self._start_core_group(("kwok",), cfg, state)
         self._wait_nodes_ready(spec)
+        cfg = self._start_core_group(later, cfg, state, launched=True)
+        self._wait_default_service_account()
         return cfg
 
     @staticmethod
@@ -530,34 +559,31 @@ class Sandbox:
             "kwok": comp.kwok,
         }[name](cfg)
 
-    def _launch_core(self, name: str, cfg: comp.ClusterConfig, state: dict) -> comp.ClusterConfig:
-        """Launch a core process; if it dies at once because its port was taken since we chose it, choose again
-        (bounded: three tries)."""
-        for attempt in range(3):
-            proc = self._core_process(name, cfg)
-            self._launch(proc, state)
-            if not self._died_of_port_conflict(proc.name, state):
-                return cfg
-            self.progress(f"[up] {name}: port in use, choosing another (try {attempt + 2} of 3)")
-            new = {f: _free_port(self._ports_taken) for f in _PORT_FIELDS[name]}
-            cfg = dataclasses.replace(cfg, ports=dataclasses.replace(cfg.ports, **new))
-            state["ports"] = cfg.ports.as_dict()
-            if name == "kube-apiserver":
-                state["apiserver"] = cfg.apiserver_url
-                self._write_kubeconfigs(cfg)
-        raise SandboxError(f"{name}: its ports stayed in use after 3 tries; last log lines:\n"
-                           f"{tail(self.logs_dir / f'{name}.log')}")
-
-    def _died_of_port_conflict(self, name: str, state: dict, grace_s: float = 0.5) -> bool:
-        """Watch a fresh process briefly: True if it exits complaining that its address is in use."""
-        rec = state["processes"][name]
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if not self._alive(rec):
-                log = tail(self.logs_dir / f"{name}.log", 40)
-                return "address already in use" in log
-            time.sleep(0.05)
-        return False
+    def _start_core_group(self, names: Sequence[str], cfg: comp.ClusterConfig, state: dict,
+                          launched: bool = False) -> comp.ClusterConfig:
+        """Launch ``names`` together (unless ``launched`` already) and wait for each. A process that dies because
+        its port was taken between choosing and binding gets new ports and another try (three in all)."""
+        if not launched:
+            for name in names:
+                self._launch(self._core_process(name, cfg), state)
+        for name in names:
+            for attempt in range(1, 4):
+                try:
+                    self._wait_ready(self._core_process(name, cfg), state)
+                    break
+                except _PortInUse:
+                    if attempt == 3:
+                        raise SandboxError(f"{name}: its ports stayed in use after 3 tries; last log lines:\n"
+                                           f"{tail(self.logs_dir / f'{name}.log')}") from None
+                    self.progress(f"[up] {name}: port in use, choosing another (try {attempt + 1} of 3)")
+                    new = {f: _free_port(self._ports_taken) for f in _PORT_FIELDS[name]}
+                    cfg = dataclasses.replace(cfg, ports=dataclasses.replace(cfg.ports, **new))
+                    state["ports"] = cfg.ports.as_dict()
+                    if name == "kube-apiserver":
+                        state["apiserver"] = cfg.apiserver_url
+                        self._write_kubeconfigs(cfg)
+                    self._launch(self._core_process(name, cfg), state)
+        return cfg
 
     def _alive(self, rec: dict) -> bool:
         pid = rec.get("pid")
@@ -580,7 +606,7 @@ class Sandbox:
         }
         log_path = self.logs_dir / f"{proc.name}.log"
         with open(log_path, "ab") as log:
-            log.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+            log.write(f"{_LOG_MARK}{time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
             log.flush()
             try:
                 child = subprocess.Popen(
@@ -609,14 +635,17 @@ class Sandbox:
         delay = 0.05
         while True:
             if not self._alive(rec):
-                raise SandboxError(f"{proc.name} exited during startup; last log lines "
-                                   f"({rec['log']}):\n{tail(Path(rec['log']))}")
+                excerpt = failure_excerpt(Path(rec["log"]))
+                if "address already in use" in excerpt:
+                    raise _PortInUse(f"{proc.name} exited during startup: its address is already in use; log "
+                                     f"({rec['log']}):\n{excerpt}")
+                raise SandboxError(f"{proc.name} exited during startup; log ({rec['log']}):\n{excerpt}")
             if proc.ready is None or proc.ready():
                 self.progress(f"[up] {proc.name} ready ({time.monotonic() - started:.1f}s)")
                 return
             if time.monotonic() >= deadline:
-                raise SandboxError(f"{proc.name} not ready after {proc.ready_timeout_s:g}s; last log lines "
-                                   f"({rec['log']}):\n{tail(Path(rec['log']))}")
+                raise SandboxError(f"{proc.name} not ready after {proc.ready_timeout_s:g}s; log "
+                                   f"({rec['log']}):\n{failure_excerpt(Path(rec['log']))}")
             # Short sleeps inside the bound: these are process start-ups, not API objects to watch.
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
@@ -628,7 +657,13 @@ class Sandbox:
         try:
             core = client.CoreV1Api(api)
             for node in node_manifests(spec):
-                core.create_node(body=node)
+                created = core.create_node(body=node)
+                # The TaintNodesByCondition admission plugin taints every new node node.kubernetes.io/not-ready
+                # and only the controller manager's node lifecycle controller lifts it, on a 5 s monitor pass.
+                # kwok makes these nodes Ready before the controller manager starts, so lift it here, as that
+                # controller would.
+                if any(t.key == "node.kubernetes.io/not-ready" for t in created.spec.taints or []):
+                    core.patch_node(node["metadata"]["name"], {"spec": {"taints": node["spec"].get("taints")}})
             dra = client.ResourceV1Api(api)
             for obj in dra_objects(spec):
                 if obj["kind"] == "DeviceClass":
@@ -641,8 +676,7 @@ class Sandbox:
             api.close()
 
     def _wait_nodes_ready(self, spec: NodeSpec, timeout_s: float = 60) -> None:
-        """Watch nodes until every sandbox node is Ready and untainted by the node lifecycle controller, and the
-        ``default`` ServiceAccount exists (pods are refused without it)."""
+        """Watch nodes until every sandbox node is Ready and carries no node-lifecycle taint."""
         from kubernetes import client, watch
 
         want = set(spec.gpu_node_names() + spec.cpu_node_names())
@@ -676,8 +710,19 @@ class Sandbox:
                 raise SandboxError(f"nodes not Ready after {timeout_s:g}s: {', '.join(sorted(pending))}; "
                                    f"kwok log:\n{tail(self.logs_dir / 'kwok.log')}")
             self.progress(f"[up] {len(want)} nodes Ready ({time.monotonic() - started:.1f}s)")
+        finally:
+            api.close()
 
-            # The service-account controller creates `default` moments after the namespace controller starts.
+    def _wait_default_service_account(self, timeout_s: float = 30) -> None:
+        """Watch until ServiceAccount default/default exists: the API refuses pods without it, and the
+        service-account controller creates it moments after the controller manager starts."""
+        from kubernetes import client, watch
+
+        started = time.monotonic()
+        deadline = started + timeout_s
+        api = self.api_client()
+        try:
+            core = client.CoreV1Api(api)
             w = watch.Watch()
             sas = core.list_namespaced_service_account("default", field_selector="metadata.name=default")
             if not sas.items:
@@ -691,6 +736,7 @@ class Sandbox:
                 else:
                     raise SandboxError(f"ServiceAccount default/default missing after {timeout_s:g}s; "
                                        f"controller-manager log:\n{tail(self.logs_dir / 'kube-controller-manager.log')}")
+            self.progress(f"[up] ServiceAccount default/default present ({time.monotonic() - started:.1f}s)")
         finally:
             api.close()
 
@@ -727,27 +773,30 @@ class Sandbox:
     # --- down ---
 
     def _stop_processes(self, state: dict, term_timeout_s: float = 10, kill_timeout_s: float = 5) -> list[str]:
-        """SIGTERM every recorded process group in reverse start order, then SIGKILL what is left; returns the
-        names of processes still alive after both (normally none)."""
-        recs = list(state.get("processes", {}).items())[::-1]
-        live = [(n, r) for n, r in recs if self._alive(r)]
-        for sig, timeout in ((signal.SIGTERM, term_timeout_s), (signal.SIGKILL, kill_timeout_s)):
-            for _name, rec in live:
-                # Each process leads its own session and process group (start_new_session), so the group
-                # signal also reaches anything it forked.
+        """Stop every recorded process, one at a time in reverse start order: SIGTERM, then SIGKILL if it is still
+        there after ``term_timeout_s``. Returns the names of processes alive after both (normally none).
+
+        One at a time because order matters: with etcd gone first, the API server's graceful shutdown stalls
+        (~10 s) and its clients retry against a dying server; in reverse order each exits within about a second.
+        """
+        survivors = []
+        for name, rec in list(state.get("processes", {}).items())[::-1]:
+            for sig, timeout in ((signal.SIGTERM, term_timeout_s), (signal.SIGKILL, kill_timeout_s)):
+                if not self._alive(rec):
+                    break
+                # Each process leads its own session and process group (start_new_session), so the group signal
+                # also reaches anything it forked.
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(rec["pid"], sig)
-            deadline = time.monotonic() + timeout
-            while live and time.monotonic() < deadline:
-                live = [(n, r) for n, r in live if self._alive(r)]
-                if live:
-                    time.sleep(0.05)
-            if not live:
-                break
+                deadline = time.monotonic() + timeout
+                while self._alive(rec) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            if self._alive(rec):
+                survivors.append(name)
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[pid]
-        return [n for n, _ in live]
+        return survivors
 
     def down(self, quiet: bool = False) -> dict:
         """Stop every process, remove the routes and delete the state dir. Safe to call when nothing runs.
@@ -766,7 +815,10 @@ class Sandbox:
             if self.pids_dir.is_dir():
                 for f in self.pids_dir.glob("*.pid"):
                     with contextlib.suppress(ValueError):
-                        state["processes"][f.stem] = {"pid": int(f.read_text().strip()), "start_time": None}
+                        pid = int(f.read_text().strip())
+                        # Without recorded start times, only a process working in this state dir counts as ours.
+                        if self._works_here(pid):
+                            state["processes"][f.stem] = {"pid": pid, "start_time": proc_start_time(pid)}
             if not state["processes"] and not self.state_dir.exists():
                 say(f"[down] no sandbox at {self.state_dir}")
                 return {"stopped": [], "routes_removed": []}
@@ -783,6 +835,13 @@ class Sandbox:
         say(f"[down] stopped {', '.join(names) or 'nothing'}; removed routes {', '.join(routes) or '-'}; "
             f"deleted {self.state_dir}")
         return {"stopped": names, "routes_removed": routes}
+
+    def _works_here(self, pid: int) -> bool:
+        try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            return False
+        return cwd == self.state_dir or self.state_dir in cwd.parents
 
     def _remove_state_dir(self) -> None:
         d = self.state_dir
@@ -812,11 +871,13 @@ def plan_lines(cfg: comp.ClusterConfig, spec: NodeSpec, addons: Sequence[Addon] 
         env = " ".join(f"{k}={v}" for k, v in proc.env.items())
         lines.append(f"start {proc.name}: {(env + ' ') if env else ''}{' '.join(proc.argv)}")
         lines.append(f"  ready when GET {url} is 200 (within {proc.ready_timeout_s:g}s); log {cfg.state_dir}/logs/{proc.name}.log")
-        if proc.name == "kube-apiserver":
+        if proc.name == "kube-scheduler":
             lines.append(f"create nodes {', '.join(spec.gpu_node_names() + spec.cpu_node_names())}")
             for obj in dra_objects(spec):
                 lines.append(f"create {obj['kind']} {obj['metadata']['name']}")
-    lines.append("wait until every node is Ready and ServiceAccount default/default exists")
+        if proc.name == "kwok":
+            lines.append("wait until every node is Ready")
+    lines.append("wait until ServiceAccount default/default exists")
     for addon in addons:
         keys = ", ".join(c.key for c in addon.components) or "no Go components"
         lines.append(f"add-on {addon.name}: build {keys}; run its start() and the processes it returns; wait_ready()")

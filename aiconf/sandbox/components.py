@@ -12,7 +12,8 @@ Topology (everything on 127.0.0.1, ports chosen free per sandbox and recorded in
   endpoint reconciler would then write it into the ``kubernetes`` EndpointSlice, which validation rejects; hence
   ``--endpoint-reconciler-type=none`` (nothing in the sandbox reaches the API through that Service). Aggregation is
   configured (front-proxy CA, ``front-proxy-client``) so add-ons can register APIServices; those point at
-  ``type: ExternalName`` Services whose ``externalName`` is ``127.0.0.1`` (see go-components.md §0).
+  ``type: ExternalName`` Services whose ``externalName`` is ``127.0.0.1`` (see go-components.md §0), which needs
+  ``--enable-aggregator-routing=false``. Webhooks can use that too, or ``clientConfig.url: https://127.0.0.1:…``.
 - kube-controller-manager and kube-scheduler: no leader election (one replica), HTTPS on loopback with certs from
   the sandbox CA.
 - kwok: simulates the kubelets of the nodes annotated ``kwok.x-k8s.io/node=fake``; its kubelet-like server (logs,
@@ -37,7 +38,7 @@ from aiconf.sandbox.versions import KWOK_VERSION
 #: The annotation kwok selects its nodes by (``--manage-nodes-with-annotation-selector``).
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
-#: Start order of the core processes; each depends on the ones before it as listed in ``depends_on``.
+#: Launch order of the core processes (see cluster.Sandbox._start_core for why).
 CORE_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -201,9 +202,11 @@ def apiserver(cfg: ClusterConfig) -> Process:
         "--requestheader-username-headers=X-Remote-User",
         "--requestheader-group-headers=X-Remote-Group",
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-        # Dial endpoint IPs rather than ClusterIPs (there is no kube-proxy); ExternalName Services resolve to
-        # their externalName (127.0.0.1) either way.
-        "--enable-aggregator-routing=true",
+        # Off: with routing on, 1.36 resolves Service-backed webhooks and APIServices through EndpointSlices
+        # and refuses ExternalName Services ("unsupported service type"); off, it dials https://<externalName>
+        # (127.0.0.1) for those, which is how add-ons serve from loopback. A ClusterIP it might dial instead
+        # lies in the unreachable service range, so nothing leaves the machine either way.
+        "--enable-aggregator-routing=false",
         "--profiling=false",
         "--v=1",
         *cfg.extra_apiserver_args,

@@ -83,6 +83,8 @@ def test_apiserver_binds_loopback_and_enables_aggregation(cfg):
     assert f["requestheader-allowed-names"] == "front-proxy-client"
     assert f["proxy-client-cert-file"].endswith("front-proxy-client.crt")
     assert f["requestheader-client-ca-file"].endswith("front-proxy-ca.crt")
+    # ExternalName Services (-> 127.0.0.1) back APIServices only with aggregator routing off.
+    assert f["enable-aggregator-routing"] == "false"
     assert f["cert-dir"].startswith("/state/")  # never /var/run/kubernetes
 
 
