@@ -138,7 +138,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Show what runs (exit 0 when running, 1 otherwise)."""
     st = _sandbox(ctx).status()
     if as_json:
-        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        click.echo(json.dumps(st, indent=2))
     else:
         click.echo(f"state: {st['state']}  ({st['state_dir']})")
         if st["state"] != "absent":

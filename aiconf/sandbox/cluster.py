@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import importlib
 import json
 import os
@@ -161,7 +162,10 @@ def _free_port(taken: set[int]) -> int:
 
 
 def _run_ip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    try:
+        return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        raise SandboxError("the `ip` command (iproute2) is missing; the sandbox needs it to fence off fake pod IPs") from None
 
 
 def _topological(procs: Sequence[Process], running: Iterable[str]) -> list[Process]:
@@ -195,6 +199,8 @@ class Sandbox:
         sb.up(gpu_nodes=2, gpus_per_node=8) # control plane + fake nodes; returns status()
         ... KUBECONFIG=sb.kubeconfig ...
         sb.down()                           # stop everything, remove routes and the state dir
+
+    or ``with Sandbox(path) as sb: sb.up(...)``, which calls ``down()`` on exit.
     """
 
     def __init__(self, state_dir: Path | str | None = None, *, cache_root: Path | None = None,
@@ -204,6 +210,13 @@ class Sandbox:
         self.progress: Progress = progress or _stderr
         self._ports_taken: set[int] = set()
         self._children: dict[int, subprocess.Popen] = {}  # started by this Python process, reaped on down()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """``with Sandbox(d) as sb: sb.up(); ...`` stops and removes the sandbox on the way out."""
+        self.down(quiet=True)
 
     # --- paths (SandboxHandle attributes) ---
 
@@ -322,7 +335,7 @@ class Sandbox:
 
     def _save_state(self, state: dict) -> None:
         tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")  # key order = start order
         tmp.replace(self.state_file)
 
     # --- status / logs ---
@@ -396,9 +409,34 @@ class Sandbox:
                         "the first free slot)")
         return lines
 
+    @contextlib.contextmanager
+    def _lock(self, timeout_s: float = 1800):
+        """Hold an exclusive lock on the state dir (flock on the folder itself), so two ``up``/``down`` on one
+        sandbox never interleave; a second caller waits (bounded: a cold build inside ``up`` takes minutes)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            deadline = time.monotonic() + timeout_s
+            announced = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise SandboxError(f"another aiconf sandbox command still holds {self.state_dir} after "
+                                           f"{timeout_s:g}s") from None
+                    if not announced:
+                        self.progress(f"[sandbox] waiting for another aiconf sandbox command on {self.state_dir}")
+                        announced = True
+                    time.sleep(0.2)
+            yield
+        finally:
+            os.close(fd)  # also releases the lock
+
     def up(self, gpu_nodes: int = 2, gpus_per_node: int = 8, cpu_nodes: int = 1, gpu_taint: bool = False,
            addons: Sequence[Addon] | None = None, *, node_spec: NodeSpec | None = None,
-           timeout_s: float = 120) -> dict:
+           timeout_s: float = 60) -> dict:
         """Start the sandbox and return :meth:`status` (with ``already_up: True`` when it was running).
 
         Args:
@@ -416,13 +454,17 @@ class Sandbox:
         spec = node_spec or NodeSpec(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes,
                                      gpu_taint=gpu_taint)
         spec.validate()
+        with self._lock():
+            return self._up(spec, list(addons or ()), timeout_s)
+
+    def _up(self, spec: NodeSpec, addons: list[Addon], timeout_s: float) -> dict:
         current = self.status()
         if current["state"] == "running":
             self.progress(f"[up] sandbox already up at {self.state_dir} (kubeconfig: {self.kubeconfig})")
             return {**current, "already_up": True}
         if current["state"] != "absent":
             self.progress(f"[up] cleaning up a {current['state']} sandbox left in {self.state_dir}")
-            self.down(quiet=True)
+            self._down(quiet=True)
 
         started = time.monotonic()
         # The Kubernetes client takes ~0.5 s to import; do it while etcd and the API server start.
@@ -458,11 +500,11 @@ class Sandbox:
             self._write_kubeconfigs(cfg)
             self.progress(f"[up] pki and configs written ({time.monotonic() - t:.1f}s)")
 
-            cfg = self._start_core(cfg, state, spec)
+            cfg = self._start_core(cfg, state, spec, timeout_s)
             self.progress(f"[up] control plane ready in {time.monotonic() - started:.1f}s "
                           f"(apiserver {cfg.apiserver_url})")
 
-            for addon in addons or ():
+            for addon in addons:
                 self._start_addon(addon, state)
 
             state["phase"] = "running"
@@ -530,7 +572,8 @@ class Sandbox:
                 state["routes"].remove(cidr)
         return problems
 
-    def _start_core(self, cfg: comp.ClusterConfig, state: dict, spec: NodeSpec) -> comp.ClusterConfig:
+    def _start_core(self, cfg: comp.ClusterConfig, state: dict, spec: NodeSpec,
+                    nodes_timeout_s: float = 60) -> comp.ClusterConfig:
         # etcd, then the API server: everything needs them. Then the controller manager and scheduler start (the
         # controller manager needs ~5 s to initialise its controllers on 2 cores) while the nodes are created and
         # kwok marks them Ready, which takes milliseconds: long before the controller manager's node lifecycle
@@ -544,7 +587,7 @@ class Sandbox:
         self._create_bootstrap_objects(spec)
         self.progress(f"[up] {spec.gpu_nodes} GPU + {spec.cpu_nodes} CPU nodes created ({time.monotonic() - t:.1f}s)")
         cfg = self._start_core_group(("kwok",), cfg, state)
-        self._wait_nodes_ready(spec)
+        self._wait_nodes_ready(spec, nodes_timeout_s)
         cfg = self._start_core_group(later, cfg, state, launched=True)
         self._wait_default_service_account()
         return cfg
@@ -807,6 +850,14 @@ class Sandbox:
             SandboxError: a process survived SIGKILL or a route could not be removed (the state dir is then kept,
                 so a later ``down`` can retry).
         """
+        if not self.state_dir.exists():
+            if not quiet:
+                self.progress(f"[down] no sandbox at {self.state_dir}")
+            return {"stopped": [], "routes_removed": []}
+        with self._lock():
+            return self._down(quiet)
+
+    def _down(self, quiet: bool = False) -> dict:
         say = (lambda m: None) if quiet else self.progress
         state = self._load_state()
         if state is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from kubernetes import client, watch
 
 from aiconf.errors import SandboxError
 from aiconf.sandbox import cluster, components, gobuild
+from aiconf.sandbox.addon import Addon, Process
 from aiconf.sandbox.nodes import DEVICE_CLASS, DRA_DRIVER
 from aiconf.sandbox.versions import CORE
 
@@ -226,9 +228,43 @@ def _routes() -> str:
     return subprocess.run(["ip", "route", "show"], capture_output=True, text=True, check=True).stdout
 
 
+def _test_addon() -> Addon:
+    """An add-on as the real ones are shaped: a cert, a CRD applied through the handle, two processes with a
+    dependency listed out of order, and a wait_ready that uses the API."""
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.sandbox-test.aiconf.io"},
+        "spec": {
+            "group": "sandbox-test.aiconf.io",
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": True, "storage": True,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    }
+
+    def start(sb, bins):
+        port = sb.free_port()
+        cert, key = sb.issue_cert("echo-serving", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+        assert cert.parent == sb.state_dir / "pki" and key.is_file()
+        sb.apply([crd])  # returns once the CRD is Established
+        server = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+        return [
+            Process("echo-server", server, ready=components.http_ok(f"http://127.0.0.1:{port}/"),
+                    ready_timeout_s=20, depends_on=("echo-sidecar",)),
+            Process("echo-sidecar", [sys.executable, "-c", "import time; time.sleep(3600)"]),
+        ]
+
+    def wait_ready(sb):
+        sb.kubectl("get", "widgets", "-A")
+
+    return Addon(name="echo", summary="test add-on", components=(), start=start, wait_ready=wait_ready)
+
+
 def test_down_leaves_no_process_port_or_route(tmp_path, monkeypatch):
-    """A second, concurrent sandbox: its first port is already taken (it must choose another), then `down`
-    leaves nothing behind."""
+    """A second, concurrent sandbox with an add-on: its first port is already taken (it must choose another),
+    add-on processes start in dependency order, and `down` leaves nothing behind."""
     _need_binaries()
     import socket
 
@@ -247,9 +283,13 @@ def test_down_leaves_no_process_port_or_route(tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "_free_port", free_port_first_busy)
     sb = cluster.Sandbox(tmp_path / "sb2", progress=lambda m: None)
     try:
-        st = sb.up(gpu_nodes=1, gpus_per_node=2, cpu_nodes=0)
+        st = sb.up(gpu_nodes=1, gpus_per_node=2, cpu_nodes=0, addons=[_test_addon()])
         assert st["state"] == "running"
         assert busy not in st["ports"].values()
+        names = list(st["processes"])
+        assert names.index("echo-sidecar") < names.index("echo-server")
+        assert st["addons"] == [{"name": "echo", "processes": ["echo-server", "echo-sidecar"]}]
+        assert "GET /" in sb.logs("echo-server")
         ports, routes = set(st["ports"].values()), st["routes"]
         pids = {n: (p["pid"], p["start_time"]) for n, p in st["processes"].items()}
         assert len(routes) == 2 and all(r in _routes() for r in routes)
