@@ -162,3 +162,32 @@ def parse_quantity(q: str | int | float) -> float:
         if s.endswith(suffix):
             return float(s[: -len(suffix)]) * _SUFFIXES[suffix]
     return float(s)
+
+
+def create_custom_object(
+    sb: SandboxHandle, group: str, version: str, plural: str, body: dict, *, namespace: str | None = None, dry_run: bool = False
+) -> tuple[int, str]:
+    """Create a custom object through the API (not kubectl); returns ``(HTTP status, Status message)``.
+
+    kubectl rewrites 422 answers as "The X is invalid: <causes>" and drops the message, which is where the API
+    server says which admission webhook denied a request; this keeps it.
+    """
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(sb.kubeconfig))
+    try:
+        co = client.CustomObjectsApi(api)
+        kwargs = {"dry_run": "All"} if dry_run else {}
+        if namespace:
+            co.create_namespaced_custom_object(group, version, namespace, plural, body, _request_timeout=30, **kwargs)
+        else:
+            co.create_cluster_custom_object(group, version, plural, body, _request_timeout=30, **kwargs)
+        return 201, ""
+    except client.ApiException as e:
+        try:
+            message = json.loads(e.body or "{}").get("message", "")
+        except json.JSONDecodeError:
+            message = e.body or ""
+        return e.status or 0, message or str(e.reason)
+    finally:
+        api.close()

@@ -29,6 +29,7 @@ from aiconf.sandbox.addon import Addon, Process, SandboxHandle
 from aiconf.sandbox.addons._common import (
     addon_dir,
     ca_bundle,
+    create_custom_object,
     go_module_dir,
     http_ok,
     install_cert_pair,
@@ -146,15 +147,13 @@ def raycluster(
 
 
 def wait_ready(sb: SandboxHandle, timeout_s: float = 90.0) -> None:
-    bad = json.dumps(raycluster("aiconf-webhook-probe", "default", worker_groups=("dup", "dup")))
+    bad = raycluster("aiconf-webhook-probe", "default", worker_groups=("dup", "dup"))
 
     def rejected_by_webhook() -> tuple[bool, str]:
-        try:
-            out = sb.kubectl("create", "--dry-run=server", "-f", "-", "-o", "name", input=bad)
-        except SandboxError as e:
-            msg = str(e)
-            return f'admission webhook "{WEBHOOK_NAME}" denied' in msg and DUPLICATE_GROUP_MESSAGE in msg, msg
-        return False, f"an invalid RayCluster was accepted: {out.strip()}"
+        code, msg = create_custom_object(sb, "ray.io", "v1", "rayclusters", bad, namespace="default", dry_run=True)
+        if code == 201:
+            return False, "an invalid RayCluster was accepted"
+        return f'admission webhook "{WEBHOOK_NAME}" denied' in msg and DUPLICATE_GROUP_MESSAGE in msg, f"{code}: {msg[:300]}"
 
     wait_for("KubeRay's webhook to refuse an invalid RayCluster", rejected_by_webhook, timeout_s=timeout_s, interval_s=2.0)
 
