@@ -20,6 +20,11 @@ RANK = {Verdict.PASS: 5, Verdict.NOT_APPLICABLE: 4, Verdict.UNKNOWN: 3, Verdict.
         Verdict.FAIL: 0}
 
 
+def _s(value: object) -> str:
+    """A cell as text: None and NaN (pandas fills missing cells with it) become "-"."""
+    return "-" if value is None or value != value else str(value)
+
+
 def change_of(a: str | None, b: str | None) -> str:
     """``same``, ``improved``, ``regressed``, ``added`` (only in B) or ``removed`` (only in A)."""
     if a is None and b is None:
@@ -70,12 +75,12 @@ class Comparison:
         changed = self.changed_verdicts
         lines.append(f"Verdicts: {len(changed)} of {len(self.verdicts)} requirement(s) changed")
         for row in changed.itertuples(index=False):
-            lines.append(f"  {row.requirement:<28} {row.verdict_a or '-':<15} -> {row.verdict_b or '-':<15} {row.change}")
+            lines.append(f"  {row.requirement:<28} {_s(row.verdict_a):<15} -> {_s(row.verdict_b):<15} {row.change}")
         subs = self.changed_subchecks
         lines.append(f"Sub-checks: {len(subs)} changed")
         for row in subs.itertuples(index=False):
             name = f"{row.requirement}/{row.subcheck}"
-            lines.append(f"  {name:<50} {row.verdict_a or '-':<15} -> {row.verdict_b or '-':<15} {row.change}")
+            lines.append(f"  {name:<50} {_s(row.verdict_a):<15} -> {_s(row.verdict_b):<15} {row.change}")
         timings = self.notable_timings
         lines.append(f"Timings: {len(timings)} notable change(s)")
         for row in timings.itertuples(index=False):
@@ -97,7 +102,7 @@ class Comparison:
             for row in frame[columns].itertuples(index=False):
                 cells = []
                 for c, v in zip(columns, row, strict=True):
-                    text = f"{v:.1f}" if isinstance(v, float) and v == v else ("-" if v is None or v != v else str(v))
+                    text = f"{v:.1f}" if isinstance(v, float) and v == v else _s(v)
                     cls = f' class="aiconf-{esc(text)}"' if c == "change" else ""
                     cells.append(f"<td{cls}>{esc(text)}</td>")
                 body += "<tr>" + "".join(cells) + "</tr>"

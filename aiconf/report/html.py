@@ -39,6 +39,8 @@ _CSS_URL = re.compile(r"""(?:url\(\s*['"]?|@import\s+['"])\s*((?:https?:)?//[^'"
 class ReportError(AiconfError):
     """The report could not be built, or the built page would fetch from the network."""
 
+    exit_code = 1  # not bad input: the run folder was fine, the report was not
+
 
 def build_report(run_dir: str | Path, *, baseline: str | Path | None = None, timeout_s: float = 600,
                  notebook_dir: Path | None = None) -> Path:

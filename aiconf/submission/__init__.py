@@ -8,6 +8,6 @@ Public entry points (the CLI calls these):
 """
 
 from aiconf.submission.build import Bundle, build
-from aiconf.submission.validate import Problem, is_valid, validate
+from aiconf.submission.validator import Problem, is_valid, validate
 
 __all__ = ["Bundle", "Problem", "build", "is_valid", "validate"]

@@ -35,7 +35,7 @@ from aiconf.submission.template import (
     placeholders_left,
     set_answer,
 )
-from aiconf.submission.validate import Problem, is_valid, validate
+from aiconf.submission.validator import Problem, is_valid, validate
 
 #: Run folder entries copied into the bundle (source -> name in the bundle).
 COPIED_FILES = {"report.html": "report.html", "junit.xml": "junit_01.xml", "e2e.log": "e2e.log",

@@ -136,7 +136,7 @@ def load_user_input(path: str | Path) -> UserInput:
     if unknown:
         raise ConfigError(f"metadata file {path}: unknown section(s) {', '.join(map(str, unknown))} "
                           f"(allowed: {', '.join(USER_SECTIONS)})")
-    meta = data.get("metadata") or {}
+    meta = {} if data.get("metadata") is None else data["metadata"]
     if not isinstance(meta, dict):
         raise ConfigError(f"metadata file {path}: metadata must be a mapping")
     evidence = data.get("evidence") or {}

@@ -255,7 +255,8 @@ def _check_requirement(rid: str, entry: dict[str, Any], level: str, base: Path,
     if level == "SHOULD" and status == "" and not any(isinstance(e, str) and e.strip() for e in evidence):
         return problems  # a SHOULD left unanswered is allowed
     if status not in schema.STATUSES:
-        problems.append(Problem(rid, f"status '{status}' is not one of: {', '.join(schema.STATUSES)}"))
+        what = "status is empty" if not status.strip() else f"status '{status}' is not valid"
+        problems.append(Problem(rid, f"{what}; expected one of: {', '.join(schema.STATUSES)}"))
     elif level == "MUST" and status != "Implemented":
         problems.append(Problem(rid, f"MUST requirement has status '{status}'; the program accepts only 'Implemented'"))
     if status == "N/A" and not (isinstance(notes, str) and notes.strip()):
