@@ -117,3 +117,10 @@ def require_version(version: str | None, where: str) -> str:
         raise ConfigError(f"{where}: cannot tell which checklist version this is (name the file AIConformance-X.Y.yaml, "
                           "put it in a vX.Y/ folder, or set metadata.kubernetesVersion)")
     return checklists.load().check_version(version)
+
+
+def yaml_error(e: Exception) -> str:
+    """A YAML parse error in one line: what, and where (PyYAML and ruamel.yaml errors alike)."""
+    what = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    return f"{what} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else str(what)

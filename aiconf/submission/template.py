@@ -87,7 +87,7 @@ def load_template(path: str | Path) -> Template:
     try:
         doc = y.load(text)
     except YAMLError as e:
-        raise ConfigError(f"template {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"template {path} is not valid YAML: {schema.yaml_error(e)}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict) or not isinstance(doc.get("metadata"), dict):
         raise ConfigError(f"template {path} has no metadata and spec: is it an AIConformance-X.Y.yaml checklist?")
     by_name = schema.VERSION_IN_TEMPLATE_NAME.search(path.name)
@@ -127,7 +127,7 @@ def load_user_input(path: str | Path) -> UserInput:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"metadata file {path} is unreadable: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"metadata file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"metadata file {path} is not valid YAML: {schema.yaml_error(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"metadata file {path} must be a YAML mapping (metadata: {{platformName: ...}})")
     if "metadata" not in data:

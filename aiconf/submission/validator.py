@@ -67,7 +67,7 @@ def read_product(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is unreadable: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{path} is not valid YAML: {schema.yaml_error(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} is not a YAML mapping with metadata and spec")
     return data
