@@ -597,16 +597,25 @@ def run_active(ctx: CheckContext, group: NodeGroup, nodes: list[dict[str, Any]])
                    running=sum(1 for x in ns_pods if (x.get("status") or {}).get("phase") == "Running"))
 
     errors: list[str] = []
+
+    def mark(event: str, **values: Any) -> None:
+        """A phase marker followed by a sample, so the chart shows each transition even between sampling ticks."""
+        series.mark(event, **values)
+        try:
+            sample()
+        except Exception as e:  # a missed sample is a gap in the chart only
+            errors.append(str(e)[:200])
+
     with BackgroundSampler(sample, p.sample_interval_s, on_error=lambda e: errors.append(str(e)[:200])):
         started = time.monotonic()
         with ctx.step("create accelerator pods beyond capacity and wait for them to be pending"):
             ctx.create(burst_deployment("gpu-burst", ns, replicas, per_pod, group, p))
-            series.mark("workload created", replicas=replicas)
+            mark("workload created", replicas=replicas)
             try:
                 pods = ctx.kube.wait_until("v1", "Pod", ns, lambda ps: any(unschedulable_reason(x) for x in active_pods(ps)),
                                            p.pod_start_timeout_s, "a test pod to be Pending (unschedulable)",
                                            label_selector=f"{APP_LABEL}={APP}")
-                series.mark("pods pending")
+                mark("pods pending")
             except WaitTimeout as e:
                 for sub in ACTIVE:
                     ctx.record(sub, Verdict.UNKNOWN, f"no test pod became unschedulable (the cluster had room): {e.last_seen}")
@@ -625,7 +634,7 @@ def run_active(ctx: CheckContext, group: NodeGroup, nodes: list[dict[str, Any]])
                 ctx.kube.wait_until("v1", "Node", None, grown, p.ca_scale_up_timeout_s, "a new Ready accelerator node",
                                     describe=lambda ns_nodes: f"{len(ns_nodes)} nodes, new: {sorted(added) or 'none'}")
                 node_s = round(time.monotonic() - started, 1)
-                series.mark("node added")
+                mark("node added")
             except WaitTimeout as e:
                 ctx.record("scaled_up", Verdict.FAIL, f"no new accelerator node within {p.ca_scale_up_timeout_s}s "
                            f"while {len(pending)} pod(s) were pending: {e.last_seen}",
@@ -641,7 +650,7 @@ def run_active(ctx: CheckContext, group: NodeGroup, nodes: list[dict[str, Any]])
                                            lambda ps: sum(1 for x in active_pods(ps) if (x.get("status") or {}).get("phase") == "Running") >= replicas,
                                            remaining, f"all {replicas} test pods Running", label_selector=f"{APP_LABEL}={APP}")
                 running_s = round(time.monotonic() - started, 1)
-                series.mark("pods running")
+                mark("pods running")
             except WaitTimeout as e:
                 pods = ctx.kube.list("v1", "Pod", ns, label_selector=f"{APP_LABEL}={APP}")
                 running_s = None
@@ -677,14 +686,14 @@ def run_active(ctx: CheckContext, group: NodeGroup, nodes: list[dict[str, Any]])
             ctx.kube.wait_until("v1", "Pod", ns, lambda ps: not ps, p.cleanup_timeout_s, "test pods gone",
                                 label_selector=f"{APP_LABEL}={APP}")
             down_started = time.monotonic()
-            series.mark("workload deleted")
+            mark("workload deleted")
             caused = set(hosts) or set(new)
             try:
                 ctx.kube.wait_until("v1", "Node", None, lambda ns_nodes: not (caused & {n["metadata"]["name"] for n in ns_nodes}),
                                     p.ca_scale_down_timeout_s, f"node(s) {', '.join(sorted(caused))} removed",
                                     describe=lambda ns_nodes: f"still present: {sorted(caused & {n['metadata']['name'] for n in ns_nodes})}")
                 down_s = round(time.monotonic() - down_started, 1)
-                series.mark("node removed")
+                mark("node removed")
                 remaining_nodes = ctx.kube.list("v1", "Node")
                 ctx.metric("ca_scale_down_s", down_s)
                 ctx.record("scaled_down", Verdict.PASS, f"node(s) {', '.join(sorted(caused))} removed {down_s}s after the "

@@ -407,6 +407,13 @@ class LoadDriver:
                     if e.status != 404:  # a pod deleted by a scale-down meanwhile is fine
                         raise
 
+    def tick_safely(self) -> None:
+        """A sample right after a phase marker (errors only leave a gap in the chart)."""
+        try:
+            self.tick()
+        except Exception as e:
+            self.errors.append(str(e)[:200])
+
     def tick(self, sample: bool = True) -> None:
         with self._lock:
             kube, p = self.ctx.kube, self.ctx.params
@@ -636,6 +643,7 @@ def run(ctx: CheckContext) -> None:
         with ctx.step("create the HPA and wait until it reads the metric"):
             ctx.create(hpa("inference", ns, "inference", p))
             curve.mark("HPA created")
+            driver.tick_safely()
             try:
                 obj = ctx.kube.wait_for("autoscaling/v2", "HorizontalPodAutoscaler", "inference", ns,
                                         lambda o: condition(o, "ScalingActive") == "True" and hpa_metric_value(o, p.hpa_metric_name) is not None,
@@ -678,6 +686,7 @@ def _scale_up(ctx: CheckContext, ns: str, driver: LoadDriver, curve: Any, gpu_no
         load = p.hpa_target_value * p.hpa_max_replicas * LOAD_FACTOR
         driver.set_total(load)
         curve.mark("load on", load_total=load)
+        driver.tick_safely()
         started = time.monotonic()
         try:
             obj = ctx.kube.wait_for("autoscaling/v2", "HorizontalPodAutoscaler", "inference", ns,
@@ -691,12 +700,14 @@ def _scale_up(ctx: CheckContext, ns: str, driver: LoadDriver, curve: Any, gpu_no
             return False
         decided_s = round(time.monotonic() - started, 1)
         curve.mark("HPA scaled up", desired=obj["status"].get("desiredReplicas"))
+        driver.tick_safely()
         remaining = max(5.0, p.hpa_scale_up_timeout_s - (time.monotonic() - started))
         try:
             pods = ctx.kube.wait_until("v1", "Pod", ns, lambda ps: len(ready_pods(ps)) >= p.hpa_max_replicas, remaining,
                                        f"{p.hpa_max_replicas} workload pods Ready", label_selector=f"{APP_LABEL}={APP}")
             ready_s = round(time.monotonic() - started, 1)
             curve.mark("replicas ready")
+            driver.tick_safely()
             timed_out = ""
         except WaitTimeout as e:
             pods = ctx.kube.list("v1", "Pod", ns, label_selector=f"{APP_LABEL}={APP}")
@@ -748,6 +759,7 @@ def _scale_down(ctx: CheckContext, ns: str, driver: LoadDriver, curve: Any) -> N
     with ctx.step("lower the metric and wait for the scale-down"):
         driver.set_total(0)
         curve.mark("load off", load_total=0)
+        driver.tick_safely()
         started = time.monotonic()
         try:
             ctx.kube.wait_for("autoscaling/v2", "HorizontalPodAutoscaler", "inference", ns,
@@ -755,11 +767,13 @@ def _scale_down(ctx: CheckContext, ns: str, driver: LoadDriver, curve: Any) -> N
                               p.hpa_scale_down_timeout_s, f"desiredReplicas back to {p.hpa_min_replicas}", describe=hpa_state)
             decided_s = round(time.monotonic() - started, 1)
             curve.mark("HPA scaled down")
+            driver.tick_safely()
             remaining = max(5.0, p.hpa_scale_down_timeout_s - (time.monotonic() - started))
             ctx.kube.wait_until("v1", "Pod", ns, lambda ps: len(active_pods(ps)) <= p.hpa_min_replicas, remaining,
                                 f"workload pods back to {p.hpa_min_replicas}", label_selector=f"{APP_LABEL}={APP}")
             done_s = round(time.monotonic() - started, 1)
             curve.mark("replicas at minimum")
+            driver.tick_safely()
             ctx.metric("hpa_scale_down_decision_s", decided_s)
             ctx.record("scaled_down", Verdict.PASS,
                        f"desiredReplicas back to {p.hpa_min_replicas} after {decided_s}s, pods at minimum after {done_s}s "
