@@ -205,6 +205,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class AdapterServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
 
     def __init__(
         self, port: int, metrics: PodMetrics, tls: ssl.SSLContext, client_ca: str | None, allowed_names: list[str]
