@@ -332,3 +332,25 @@ def test_custom_metrics_api_serves_annotations_and_drives_an_hpa(sb, namespace):
     _poll("4 web pods", lambda: len(_metric_values(sb, namespace, "app=web")) == 4, 60)
     _annotate_pods(sb, namespace, "app=web", "1")
     _poll("the HPA to scale web back down to 1", lambda: _get(sb, "deployment", "web", "-n", namespace)["spec"]["replicas"] == 1, 150, interval_s=2)
+
+
+@sandbox
+def test_kueue_admits_a_raycluster_through_its_ray_integration(sb, namespace):
+    _require(sb, "kueue")
+    _require(sb, "kuberay")
+    sb.apply([{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "lq", "namespace": namespace}, "spec": {"clusterQueue": kueue.CLUSTER_QUEUE}}])
+    rc = kuberay.raycluster("queued", namespace, worker_groups=("gpu",), replicas=2, node_selector=KWOK_ONLY)
+    rc["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    for tpl in [rc["spec"]["headGroupSpec"]["template"], *(w["template"] for w in rc["spec"]["workerGroupSpecs"])]:
+        tpl["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "1"
+    sb.kubectl("create", "-f", "-", input=json.dumps(rc))
+
+    def admitted():
+        for wl in _get(sb, "workloads.kueue.x-k8s.io", "-n", namespace).get("items", []):
+            if _conditions(wl).get("Admitted", {}).get("status") == "True":
+                return wl
+        return None
+
+    wl = _poll("the RayCluster's Workload to be admitted", admitted, 60)
+    assert sum(ps["count"] for ps in wl["spec"]["podSets"]) == 3, "head + 2 workers form one gang"
+    _poll("the admitted RayCluster to reach state ready", lambda: _get(sb, "raycluster", "queued", "-n", namespace).get("status", {}).get("state") == "ready", 120, interval_s=2)
