@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from aiconf import display
 from aiconf.checks.robust_controller import AdmissionOutcome, find_webhooks, inspect_backend, parse_selector, submit
@@ -509,7 +510,7 @@ def kueue_health(ctx: CheckContext, version: str) -> dict[str, Any]:
             "a dry-run ResourceFlavor create passed (no fail-closed Kueue webhook, so this alone proves nothing about "
             "the controller)")
         where = ("controller pods Ready: " + ", ".join(out["pods"])) if pods else (
-            "it runs outside the cluster (its webhook Service points to a loopback address: a host process)"
+            "it runs outside the cluster (its webhook endpoint is a loopback address: a host process)"
             if out["out_of_cluster"] else "no controller pod found through its webhook Service")
         out["why"] = f"{how}; {where}"
     return out
@@ -525,6 +526,12 @@ def _marks(result: Any) -> dict[str, float]:
     return {str(r["event"]): float(r["t_s"]) for _, r in frame[frame["event"].notna()].iterrows()}
 
 
+def _pod_index(name: str) -> str:
+    """The completion index of an Indexed Job's pod (``gang-fits-2-x7k2p`` -> ``2``), else the name's tail."""
+    m = re.search(r"-(\d+)-[a-z0-9]{5}$", name)
+    return m.group(1) if m else name[-8:]
+
+
 def draw_gantt(ax: Any, result: Any) -> None:
     """Per-pod timeline of both gangs: created -> scheduled -> running -> finished (seconds since the check started)."""
     frame = display.series(result, "pod_timeline")
@@ -535,7 +542,7 @@ def draw_gantt(ax: Any, result: Any) -> None:
     labels = []
     end_default = float(frame[["created_s", "scheduled_s", "running_s", "finished_s"]].max().max())
     for i, (_, r) in enumerate(frame.iterrows()):
-        labels.append(f"{r['gang']}: {str(r['pod'])[-12:]}")
+        labels.append(f"{'fits' if r['gang'] == 'positive' else 'capacity+1'} #{_pod_index(str(r['pod']))}")
         created = r["created_s"]
         sched = r["scheduled_s"] if r["scheduled_s"] == r["scheduled_s"] else None
         run = r["running_s"] if r["running_s"] == r["running_s"] else None
@@ -556,7 +563,7 @@ def draw_gantt(ax: Any, result: Any) -> None:
     ax.set_xlabel("seconds since the check started")
     handles, names = ax.get_legend_handles_labels()
     uniq = dict(zip(names, handles, strict=False))
-    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="lower right")
+    ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     m = result.metrics
     bits = [f"{k.split('_')[0]} gang skew {m[k] * 1000:.0f} ms" for k in ("positive_observed_start_skew_s",
                                                                           "negative_observed_start_skew_s") if m.get(k) is not None]
@@ -587,7 +594,7 @@ def draw_running(ax: Any, result: Any) -> None:
     ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds since the check started")
     ax.set_ylabel("pods")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Running pods: all-or-nothing")
 
 
@@ -751,8 +758,18 @@ def run(ctx: CheckContext) -> None:
                    samples=len(negative.samples))
 
     with ctx.step(f"raise the quota to {big} and wait for the held gang"):
-        kube.patch(f"{KUEUE_GROUP}/{version}", "ClusterQueue", cq_name,
-                   {"spec": {"resourceGroups": [resource_group(rf_name, quotas(plan, big))]}})
+        try:
+            kube.patch(f"{KUEUE_GROUP}/{version}", "ClusterQueue", cq_name,
+                       {"spec": {"resourceGroups": [resource_group(rf_name, quotas(plan, big))]}})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            ctx.record("admitted_after_release", Verdict.FAIL, f"the quota could not be raised: ClusterQueue {cq_name} "
+                       "no longer exists (deleted during the check), so the held gang can never run",
+                       expected=f"all {big} pods Running together once the quota allows it", observed="ClusterQueue gone")
+            _record_config(ctx, config, wl)
+            _narrative(ctx, chosen, plan)
+            return
         running_series.mark("quota raised")
         released = PodTracker("negative", t0, pods=negative.pods, samples=negative.samples)
         released.samples = []  # judge the release on its own observations; the pod times carry on
@@ -793,8 +810,9 @@ def _watch_gang(ctx: CheckContext, ns: str, gang: str, size: int, tracker: PodTr
 
 def _wait_queue_empty(ctx: CheckContext, version: str, cq_name: str) -> None:
     def empty(o: dict[str, Any] | None) -> bool:
+        # A ClusterQueue that is gone holds nothing either; the next steps report that it disappeared.
         st = (o or {}).get("status") or {}
-        return o is not None and not st.get("reservingWorkloads") and not st.get("admittedWorkloads")
+        return o is None or (not st.get("reservingWorkloads") and not st.get("admittedWorkloads"))
 
     ctx.kube.wait_for(f"{KUEUE_GROUP}/{version}", "ClusterQueue", cq_name, None, empty, ctx.params.gang_timeout_s,
                       f"ClusterQueue {cq_name} to hold no workload",
@@ -818,14 +836,16 @@ def _wl_state(wl: dict[str, Any] | None) -> str:
     for c in conds:
         bit = f"{c.get('type')}={c.get('status')}"
         if c.get("type") in ("QuotaReserved", "Admitted") and c.get("status") != "True" and c.get("reason"):
-            bit += f" ({c['reason']}: {str(c.get('message', ''))[:120]})"
+            bit += f" ({c['reason']}: {str(c.get('message', ''))[:200]})"
         parts.append(bit)
     return ", ".join(parts) or "no conditions yet"
 
 
 def _timeline_rows(tracker: PodTracker) -> list[dict[str, Any]]:
-    now = time.monotonic() - tracker.t0
-    return [{"t_s": round(now, 3), "time": "", **r} for r in tracker.rows()]
+    from aiconf.context import now_iso
+
+    now, stamp = round(time.monotonic() - tracker.t0, 3), now_iso()
+    return [{"t_s": now, "time": stamp, **r} for r in tracker.rows()]
 
 
 def _record_config(ctx: CheckContext, config: dict[str, Any], wl: dict[str, Any] | None) -> None:

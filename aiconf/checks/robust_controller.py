@@ -572,17 +572,27 @@ def judge_operator_pods(pods: list[dict[str, Any]]) -> tuple[Verdict, str]:
     return Verdict.PASS, f"{len(pods)} operator pod(s) Ready ({restarts} container restarts)"
 
 
-def judge_out_of_cluster(webhook_answered: bool, reconciled: bool, target: str) -> tuple[Verdict, str]:
-    """An operator run outside the cluster (no pods): judged by what it did."""
+def judge_without_pods(webhook_answered: bool, reconciled: bool, out_of_cluster: str, searched: str) -> tuple[Verdict, str]:
+    """No operator pod found: judge the operator by what it did, and say where it was looked for.
+
+    ``out_of_cluster`` is the loopback address its webhook points to ("" when it does not): an operator run as a host
+    process (the sandbox) has no pods by design. Elsewhere a missing pod with a working controller means the selector
+    is wrong, which needs a human (UNKNOWN), not a verdict.
+    """
     evidence = []
     if webhook_answered:
         evidence.append("its webhook answered (refused the invalid resource)")
     if reconciled:
         evidence.append("its controller reconciled the valid resource")
-    where = f"the operator runs outside the cluster as a host process (webhook {target}); no pods to inspect"
+    if out_of_cluster:
+        where = f"the operator runs outside the cluster as a host process (webhook {out_of_cluster}); no pods to inspect"
+        if not evidence:
+            return Verdict.FAIL, f"{where}, and nothing shows it running: its webhook did not answer and nothing was reconciled"
+        return Verdict.PASS, f"{where}; evidence that it runs: {' and '.join(evidence)}"
     if not evidence:
-        return Verdict.FAIL, f"{where}, and nothing shows it running: its webhook did not answer and nothing was reconciled"
-    return Verdict.PASS, f"{where}; evidence that it runs: {' and '.join(evidence)}"
+        return Verdict.FAIL, f"no operator pod found ({searched}), its webhook did not answer and nothing was reconciled"
+    return Verdict.UNKNOWN, (f"no operator pod found ({searched}), yet {' and '.join(evidence)}: set operator_namespace / "
+                             "operator_pod_selector so its pods can be inspected")
 
 
 def owned_by(obj: dict[str, Any], uid: str) -> dict[str, Any] | None:
@@ -615,7 +625,7 @@ def draw_cr_timeline(ax: Any, result: Any) -> None:
     y = [states.index(str(s)) for s in rows["state"]]
     ax.step(rows["t_s"], y, where="post", color="#0969da", linewidth=2, label="custom resource state")
     ax.set_yticks(range(len(states)), states)
-    ax.set_xlabel("seconds since the check started")
+    ax.set_xlabel("seconds since the custom resource was created")
     ax.set_ylabel("state")
     if "children" in frame:
         kids = frame[frame["children"].notna()]
@@ -623,11 +633,12 @@ def draw_cr_timeline(ax: Any, result: Any) -> None:
             ax2 = ax.twinx()
             ax2.step(kids["t_s"], kids["children"], where="post", color="#bf8700", label="owned children")
             ax2.set_ylabel("owned children")
-            ax2.set_ylim(bottom=0)
+            ax2.set_ylim(0, max(1, float(kids["children"].max())) + 0.5)
     if "event" in frame:
         for _, r in frame[frame["event"].notna()].iterrows():
             ax.axvline(r["t_s"], color="#6e7781", linestyle="--", linewidth=0.8)
-            ax.annotate(str(r["event"]), (r["t_s"], len(states) - 0.5), rotation=90, fontsize=7, va="top", ha="right")
+            ax.text(r["t_s"], 0.98, f" {r['event']}", rotation=90, fontsize=7, va="top", ha="right",
+                    transform=ax.get_xaxis_transform(), color="#57606a")
     m = result.metrics
     bits = []
     if m.get("reconcile_latency_s") is not None:
@@ -740,17 +751,13 @@ def run(ctx: CheckContext) -> None:
     with ctx.step(f"find the {prof.title} operator"):
         pods, how = find_operator_pods(kube, prof, hooks)
         loopback = next((h["backend"]["target"] for h in validating if h["backend"]["loopback"]), "")
-        out_of_cluster = not pods and bool(loopback)
-        ctx.metric("operator_out_of_cluster", out_of_cluster)
+        ctx.metric("operator_out_of_cluster", not pods and bool(loopback))
         if pods:
             verdict, summary = judge_operator_pods(pods)
             ctx.record("operator_running", verdict, summary, expected="operator pods Ready",
                        observed=f"found by {how}: " + ", ".join(
                            f"{x['metadata']['namespace']}/{x['metadata']['name']} Ready={condition(x, 'Ready')}" for x in pods))
-        elif not out_of_cluster:
-            ctx.record("operator_running", Verdict.FAIL, f"no operator pod found ({how}) and its webhook does not point "
-                       "outside the cluster", expected="operator pods Ready", observed="none")
-        else:
+        elif loopback:
             ctx.note(f"The {prof.title} operator runs outside the cluster (its webhook is reached at {loopback}): "
                      "there are no operator pods; that it runs is judged by its webhook answering and its controller "
                      "reconciling.")
@@ -786,12 +793,12 @@ def run(ctx: CheckContext) -> None:
         else:
             reconciled = _reconcile_and_collect(ctx, prof, valid_obj, ns, timeline)
 
-    if out_of_cluster:
-        answered = invalid.outcome is AdmissionOutcome.WEBHOOK_DENIED and invalid.webhook in mine
-        verdict, summary = judge_out_of_cluster(answered, reconciled, loopback)
-        ctx.record("operator_running", verdict, summary, expected="operator running (pods Ready, or for an operator "
-                   "outside the cluster: its webhook answering and its controller reconciling)",
-                   observed=f"no pods ({how}); webhook at {loopback}")
+    if not pods:
+        answered = invalid.outcome is AdmissionOutcome.WEBHOOK_DENIED and (not mine or invalid.webhook in mine)
+        verdict, summary = judge_without_pods(answered, reconciled, loopback, how)
+        ctx.record("operator_running", verdict, summary, expected="operator pods Ready (for an operator outside the "
+                   "cluster: its webhook answering and its controller reconciling)",
+                   observed=f"no pods ({how})" + (f"; webhook at {loopback}" if loopback else ""))
     _narrative(ctx, prof)
 
 
@@ -803,6 +810,7 @@ def _reconcile_and_collect(ctx: CheckContext, prof: OperatorProfile, obj: dict[s
     created = ctx.create(obj)
     uid = created["metadata"]["uid"]
     timeline.series.mark("created")
+    timeline.children(0, "reconcile")
     last: list[dict[str, Any] | None] = [created]
 
     def on_change(objs: list[dict[str, Any]]) -> None:
@@ -836,6 +844,7 @@ def _reconcile_and_collect(ctx: CheckContext, prof: OperatorProfile, obj: dict[s
     for api_version, kind in prof.child_kinds:
         children[kind] = [o for o in kube.list(api_version, kind, ns) if owned_by(o, uid)]
     ok, summary = judge_children(children, prof.child_kinds)
+    timeline.children(sum(len(v) for v in children.values()), "ready")
     ctx.save_evidence("children.yaml", [{"kind": k, "name": o["metadata"]["name"], "ownerReference": owned_by(o, uid),
                                          "node": (o.get("spec") or {}).get("nodeName")} for k, objs in children.items() for o in objs])
     simulated = _simulated_nodes(kube, children.get("Pod", []))
@@ -901,8 +910,8 @@ def _narrative(ctx: CheckContext, prof: OperatorProfile) -> None:
         f"The {prof.title} API ({prof.group}) is registered: its CRDs are Established.",
         f"Its admission webhook is wired (caBundle, backend) and *answers*: a {prof.kind} that the CRD schema accepts "
         f"but that is wrong ({prof.invalid_because}) is refused by the webhook itself, not by schema validation.",
-        f"Its controller reconciles: a valid {prof.kind} reaches '{prof.ready_value}' with children it owns, and "
-        "deleting it removes those children through the garbage collector.",
+        f"Its controller reconciles: a valid {prof.kind} reaches '{prof.ready_value}' with children that carry "
+        "ownerReferences to it, and deleting it makes those children disappear (observed by watch).",
     )
     ctx.does_not_prove(
         "That the operator's workloads do useful work (on simulated nodes no container process runs).",
