@@ -13,6 +13,8 @@ staging module with the published ``v0.X.Y`` builds the real commands.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -133,6 +135,41 @@ def ensure(
     if go is None:
         raise SandboxError(f"building {component.key}: the 'go' command is not on PATH (Go >= 1.26 is required)")
     out = component_dir(component, cache_root)
+    out.mkdir(parents=True, exist_ok=True)
+    # Several sandboxes (and engineers) share one cache: one build per component at a time; whoever waited
+    # finds the binaries built when it gets the lock.
+    with _build_lock(out / ".lock", component.key, say):
+        if is_built(component, cache_root):
+            return paths
+        return _build(component, out, paths, go, say, jobs)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path, key: str, say: Callable[[str], None], timeout_s: float = 3600):
+    """An exclusive flock on ``path``, polled (bounded by ``timeout_s``) so the waiter can say why it waits."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SandboxError(f"building {key}: another build still holds {path} after {timeout_s:g}s") from None
+                if not announced:
+                    say(f"[build] {key}: waiting for another build of it to finish")
+                    announced = True
+                time.sleep(1)
+        yield
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def _build(
+    component: GoComponent, out: Path, paths: dict[str, Path], go: str, say: Callable[[str], None], jobs: int | None
+) -> dict[str, Path]:
     wrapper = out / "wrapper"
     wrapper.mkdir(parents=True, exist_ok=True)
     log_path = out / "build.log"
