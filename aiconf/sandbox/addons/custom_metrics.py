@@ -39,12 +39,13 @@ from aiconf.sandbox.addons._common import (
     service_dns_names,
     wait_for,
 )
-from aiconf.sandbox.addons.metrics_adapter_server import ANNOTATION_PREFIX, GROUP, VERSION
-
+GROUP = "custom.metrics.k8s.io"
+VERSION = "v1beta2"
+#: A pod annotated ``metrics.aiconf.io/<metric>: "<value>"`` reports ``<value>`` for ``pods/<metric>``.
+ANNOTATION_PREFIX = "metrics.aiconf.io/"
 NAMESPACE = "custom-metrics"
 SERVICE = "custom-metrics-apiserver"
 APISERVICE = f"{VERSION}.{GROUP}"
-__all__ = ["ADDON", "ANNOTATION_PREFIX", "APISERVICE"]
 
 
 def apiservice(sb: SandboxHandle, port: int) -> dict:

@@ -35,9 +35,10 @@ import sys
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-GROUP = "custom.metrics.k8s.io"
-VERSION = "v1beta2"
-ANNOTATION_PREFIX = "metrics.aiconf.io/"
+# The constants live in the add-on module so that importing the add-on package never imports this one (running it
+# with ``python -m`` would then warn that it was imported twice).
+from aiconf.sandbox.addons.custom_metrics import ANNOTATION_PREFIX, GROUP, VERSION
+
 WINDOW_SECONDS = 60
 
 log = logging.getLogger("aiconf.metrics-adapter")
