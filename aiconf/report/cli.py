@@ -25,8 +25,12 @@ EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE = 0, 1, 2
 
 @click.command("report")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
-@click.option("--baseline", default=None, type=click.Path(file_okay=False, path_type=str),
-              help="an earlier run folder to compare with")
+@click.option(
+    "--baseline",
+    default=None,
+    type=click.Path(file_okay=False, path_type=str),
+    help="an earlier run folder to compare with",
+)
 def report(run_dir: str, baseline: str | None) -> None:
     """Build RUN_DIR/report.html: one offline HTML file for auditors."""
     from aiconf.report.html import timed_build
@@ -56,14 +60,30 @@ def submission() -> None:
 
 @submission.command("build")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
-@click.option("--template", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="the program's checklist template, AIConformance-X.Y.yaml")
-@click.option("--metadata", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="your metadata file (platform name, vendor, URLs; optional answers and README text)")
-@click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),
-              help="output folder (default RUN_DIR/submission/vX.Y/<product>)")
-@click.option("--must-na-policy", type=click.Choice([p.value for p in MustNaPolicy]), default=None,
-              help="how a MUST judged not applicable is written (default: the run's must_na_policy)")
+@click.option(
+    "--template",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="the program's checklist template, AIConformance-X.Y.yaml",
+)
+@click.option(
+    "--metadata",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="your metadata file (platform name, vendor, URLs; optional answers and README text)",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False, path_type=str),
+    help="output folder (default RUN_DIR/submission/vX.Y/<product>)",
+)
+@click.option(
+    "--must-na-policy",
+    type=click.Choice([p.value for p in MustNaPolicy]),
+    default=None,
+    help="how a MUST judged not applicable is written (default: the run's must_na_policy)",
+)
 def submission_build(run_dir: str, template: str, metadata: str, out: str | None, must_na_policy: str | None) -> None:
     """Fill the template from RUN_DIR's results and write the submission bundle."""
     from aiconf.submission import build
@@ -72,8 +92,10 @@ def submission_build(run_dir: str, template: str, metadata: str, out: str | None
     counts: dict[str, int] = {}
     for status in bundle.statuses.values():
         counts[status or "unanswered"] = counts.get(status or "unanswered", 0) + 1
-    click.echo(f"{bundle.out_dir}: {len(bundle.files)} files; checklist {bundle.version}, MUST N/A policy "
-               f"{bundle.policy}; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    click.echo(
+        f"{bundle.out_dir}: {len(bundle.files)} files; checklist {bundle.version}, MUST N/A policy "
+        f"{bundle.policy}; " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    )
     for warning in bundle.warnings:
         click.echo(f"warning: {warning}", err=True)
     for problem in bundle.problems:
@@ -88,8 +110,14 @@ def submission_build(run_dir: str, template: str, metadata: str, out: str | None
 @click.argument("product_yaml", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--offline", is_flag=True, help="skip URL reachability checks (nothing leaves this machine)")
 @click.option("--landscape", default=None, help="a CNCF landscape.yml (file, or URL when online) for vendorName")
-@click.option("--timeout", "timeout_s", default=10.0, show_default=True, type=click.FloatRange(0.5, 120),
-              help="seconds per URL when online")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 120),
+    help="seconds per URL when online",
+)
 def submission_validate(product_yaml: str, offline: bool, landscape: str | None, timeout_s: float) -> None:
     """Check PRODUCT_YAML against the program's rules: exit 0 valid, 1 invalid, 2 unusable."""
     from aiconf.submission.validator import ERROR, is_valid, validate

@@ -16,8 +16,14 @@ import pandas as pd
 from aiconf.model import Verdict
 from aiconf.report.run import Run, load_run
 
-RANK = {Verdict.PASS: 5, Verdict.NOT_APPLICABLE: 4, Verdict.UNKNOWN: 3, Verdict.SKIPPED: 2, Verdict.ERROR: 1,
-        Verdict.FAIL: 0}
+RANK = {
+    Verdict.PASS: 5,
+    Verdict.NOT_APPLICABLE: 4,
+    Verdict.UNKNOWN: 3,
+    Verdict.SKIPPED: 2,
+    Verdict.ERROR: 1,
+    Verdict.FAIL: 0,
+}
 
 
 def _s(value: object) -> str:
@@ -68,8 +74,10 @@ class Comparison:
     def text(self) -> str:
         """A plain-text rendering (the ``aiconf compare`` output)."""
         a, b = self.run_a, self.run_b
-        lines = [f"A: {a.run_id} (checklist {a.checklist_version}, profile {a.profile}, {a.run_dir})",
-                 f"B: {b.run_id} (checklist {b.checklist_version}, profile {b.profile}, {b.run_dir})"]
+        lines = [
+            f"A: {a.run_id} (checklist {a.checklist_version}, profile {a.profile}, {a.run_dir})",
+            f"B: {b.run_id} (checklist {b.checklist_version}, profile {b.profile}, {b.run_dir})",
+        ]
         lines += [f"note: {n}" for n in self.notes]
         lines.append("")
         changed = self.changed_verdicts
@@ -84,7 +92,9 @@ class Comparison:
         timings = self.notable_timings
         lines.append(f"Timings: {len(timings)} notable change(s)")
         for row in timings.itertuples(index=False):
-            lines.append(f"  {row.requirement:<28} {row.duration_a:8.1f}s -> {row.duration_b:8.1f}s ({row.delta_s:+.1f}s)")
+            lines.append(
+                f"  {row.requirement:<28} {row.duration_a:8.1f}s -> {row.duration_b:8.1f}s ({row.delta_s:+.1f}s)"
+            )
         return "\n".join(lines) + "\n"
 
     def to_html(self) -> str:
@@ -109,19 +119,31 @@ class Comparison:
             return f'<table class="aiconf-table"><tr>{head}</tr>{body}</table>'
 
         parts.append("<h4>Verdict changes</h4>")
-        parts.append(table(self.changed_verdicts, ["requirement", "verdict_a", "verdict_b", "change"],
-                           "No verdict changed."))
+        parts.append(
+            table(self.changed_verdicts, ["requirement", "verdict_a", "verdict_b", "change"], "No verdict changed.")
+        )
         parts.append("<h4>Sub-check changes</h4>")
-        parts.append(table(self.changed_subchecks, ["requirement", "subcheck", "verdict_a", "verdict_b", "change"],
-                           "No sub-check changed."))
+        parts.append(
+            table(
+                self.changed_subchecks,
+                ["requirement", "subcheck", "verdict_a", "verdict_b", "change"],
+                "No sub-check changed.",
+            )
+        )
         parts.append("<h4>Timing changes</h4>")
-        parts.append(table(self.notable_timings, ["requirement", "duration_a", "duration_b", "delta_s"],
-                           "No notable timing change."))
+        parts.append(
+            table(
+                self.notable_timings,
+                ["requirement", "duration_a", "duration_b", "delta_s"],
+                "No notable timing change.",
+            )
+        )
         return "\n".join(parts)
 
 
-def compare(run_a: str | Path | Run, run_b: str | Path | Run, *, min_delta_s: float = 5.0,
-            min_ratio: float = 0.2) -> Comparison:
+def compare(
+    run_a: str | Path | Run, run_b: str | Path | Run, *, min_delta_s: float = 5.0, min_ratio: float = 0.2
+) -> Comparison:
     """Compare run A (before, e.g. a baseline) with run B (after).
 
     Raises:
@@ -136,21 +158,38 @@ def compare(run_a: str | Path | Run, run_b: str | Path | Run, *, min_delta_s: fl
         ra, rb = a.results.get(rid), b.results.get(rid)
         va = str(ra.verdict) if ra else None
         vb = str(rb.verdict) if rb else None
-        verdict_rows.append({"requirement": rid, "level_a": ra.level if ra else None, "level_b": rb.level if rb else None,
-                             "verdict_a": va, "verdict_b": vb, "change": change_of(va, vb)})
+        verdict_rows.append(
+            {
+                "requirement": rid,
+                "level_a": ra.level if ra else None,
+                "level_b": rb.level if rb else None,
+                "verdict_a": va,
+                "verdict_b": vb,
+                "change": change_of(va, vb),
+            }
+        )
         subs_a = {s.id: str(s.verdict) for s in ra.subchecks} if ra else {}
         subs_b = {s.id: str(s.verdict) for s in rb.subchecks} if rb else {}
         for sid in list(subs_a) + [s for s in subs_b if s not in subs_a]:
             sa, sb = subs_a.get(sid), subs_b.get(sid)
-            sub_rows.append({"requirement": rid, "subcheck": sid, "verdict_a": sa, "verdict_b": sb,
-                             "change": change_of(sa, sb)})
+            sub_rows.append(
+                {"requirement": rid, "subcheck": sid, "verdict_a": sa, "verdict_b": sb, "change": change_of(sa, sb)}
+            )
         da, db = a.duration(rid) if ra else None, b.duration(rid) if rb else None
         if da is not None and db is not None:
             delta = db - da
             ratio = (db / da) if da else float("inf")
             notable = abs(delta) >= min_delta_s and (da == 0 or abs(delta) / da >= min_ratio)
-            time_rows.append({"requirement": rid, "duration_a": float(da), "duration_b": float(db),
-                              "delta_s": round(delta, 3), "ratio": ratio, "notable": bool(notable)})
+            time_rows.append(
+                {
+                    "requirement": rid,
+                    "duration_a": float(da),
+                    "duration_b": float(db),
+                    "delta_s": round(delta, 3),
+                    "ratio": ratio,
+                    "notable": bool(notable),
+                }
+            )
 
     notes = []
     if a.checklist_version != b.checklist_version:
@@ -164,7 +203,8 @@ def compare(run_a: str | Path | Run, run_b: str | Path | Run, *, min_delta_s: fl
         notes.append(f"toolkit versions differ ({a.toolkit_version} vs {b.toolkit_version})")
 
     return Comparison(
-        a, b,
+        a,
+        b,
         pd.DataFrame(verdict_rows, columns=["requirement", "level_a", "level_b", "verdict_a", "verdict_b", "change"]),
         pd.DataFrame(sub_rows, columns=["requirement", "subcheck", "verdict_a", "verdict_b", "change"]),
         pd.DataFrame(time_rows, columns=["requirement", "duration_a", "duration_b", "delta_s", "ratio", "notable"]),

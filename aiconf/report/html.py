@@ -27,10 +27,27 @@ REMOVE_CELL_TAGS = {"parameters", "injected-parameters", "remove_cell"}
 
 #: (tag, attribute) pairs that make a browser fetch something when the page is opened.
 FETCHING_ATTRIBUTES = {
-    ("script", "src"), ("link", "href"), ("img", "src"), ("img", "srcset"), ("iframe", "src"), ("frame", "src"),
-    ("embed", "src"), ("object", "data"), ("source", "src"), ("source", "srcset"), ("video", "src"),
-    ("video", "poster"), ("audio", "src"), ("track", "src"), ("input", "src"), ("image", "href"),
-    ("image", "xlink:href"), ("use", "href"), ("use", "xlink:href"), ("feimage", "href"), ("body", "background"),
+    ("script", "src"),
+    ("link", "href"),
+    ("img", "src"),
+    ("img", "srcset"),
+    ("iframe", "src"),
+    ("frame", "src"),
+    ("embed", "src"),
+    ("object", "data"),
+    ("source", "src"),
+    ("source", "srcset"),
+    ("video", "src"),
+    ("video", "poster"),
+    ("audio", "src"),
+    ("track", "src"),
+    ("input", "src"),
+    ("image", "href"),
+    ("image", "xlink:href"),
+    ("use", "href"),
+    ("use", "xlink:href"),
+    ("feimage", "href"),
+    ("body", "background"),
 }
 _REMOTE = re.compile(r"^\s*(https?:)?//", re.I)
 _CSS_URL = re.compile(r"""(?:url\(\s*['"]?|@import\s+['"])\s*((?:https?:)?//[^'")\s]+)""", re.I)
@@ -42,8 +59,9 @@ class ReportError(AiconfError):
     exit_code = 1  # not bad input: the run folder was fine, the report was not
 
 
-def build_report(run_dir: str | Path, *, baseline: str | Path | None = None, timeout_s: float = 600,
-                 notebook_dir: Path | None = None) -> Path:
+def build_report(
+    run_dir: str | Path, *, baseline: str | Path | None = None, timeout_s: float = 600, notebook_dir: Path | None = None
+) -> Path:
     """Execute the summary notebook over ``run_dir`` and write ``run_dir/report.html``; return its path.
 
     Args:
@@ -74,10 +92,16 @@ def build_report(run_dir: str | Path, *, baseline: str | Path | None = None, tim
     failure: str | None = None
     try:
         nb = pm.execute_notebook(
-            str(source), str(executed),
+            str(source),
+            str(executed),
             parameters={"run_dir": str(run_dir), "baseline_dir": str(baseline_dir or "")},
-            kernel_name="python3", progress_bar=False, log_output=False, cwd=str(run_dir),
-            execution_timeout=timeout_s, kernel_manager_class=_kernel_manager_class(),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+            cwd=str(run_dir),
+            execution_timeout=timeout_s,
+            kernel_manager_class=_kernel_manager_class(),
+            request_save_on_cell_execute=False,
         )
     except pm.PapermillExecutionError as e:
         failure = f"the summary notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
@@ -112,8 +136,11 @@ def export_html(nb: Any, *, title: str = "AI Conformance report") -> str:
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
-            cell["outputs"] = [o for o in cell.get("outputs", [])
-                               if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            cell["outputs"] = [
+                o
+                for o in cell.get("outputs", [])
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+            ]
     nb.metadata["title"] = title
     c = Config()
     c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES)]
@@ -157,7 +184,9 @@ class _Fetches(HTMLParser):
             self.found += [("style", u) for u in _CSS_URL.findall(data)]
         elif self._in == "script":
             # An inline script that imports or fetches from a host (Mermaid's loader does this).
-            for m in re.finditer(r"""(?:import\s*\(|from\s+|fetch\s*\(|src\s*=\s*)\s*['"`]((?:https?:)?//[^'"`]+)""", data):
+            for m in re.finditer(
+                r"""(?:import\s*\(|from\s+|fetch\s*\(|src\s*=\s*)\s*['"`]((?:https?:)?//[^'"`]+)""", data
+            ):
                 self.found.append(("script", m.group(1)))
 
 

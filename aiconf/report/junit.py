@@ -54,8 +54,13 @@ def _outcome(sub: SubCheck) -> str:
         return "passed"
     if not sub.required and v is not Verdict.ERROR:
         return "skipped"  # informational: reported, never decisive
-    return {Verdict.FAIL: "failed", Verdict.NOT_APPLICABLE: "skipped", Verdict.SKIPPED: "skipped",
-            Verdict.ERROR: "error", Verdict.UNKNOWN: "error"}[v]
+    return {
+        Verdict.FAIL: "failed",
+        Verdict.NOT_APPLICABLE: "skipped",
+        Verdict.SKIPPED: "skipped",
+        Verdict.ERROR: "error",
+        Verdict.UNKNOWN: "error",
+    }[v]
 
 
 def _transcript(sub: SubCheck) -> str:
@@ -87,21 +92,50 @@ def cases(result: RequirementResult) -> list[Case]:
     recorded = {s.id for s in result.subchecks}
     for missing in result.expected_subchecks:
         if missing not in recorded:
-            out.append(Case(rid, missing, "error", "UNKNOWN", "declared sub-check was never recorded",
-                            "the check ended before recording this sub-check", 0.0))
+            out.append(
+                Case(
+                    rid,
+                    missing,
+                    "error",
+                    "UNKNOWN",
+                    "declared sub-check was never recorded",
+                    "the check ended before recording this sub-check",
+                    0.0,
+                )
+            )
     if result.error:
         err = result.error
         transcript = "\n".join(f"{k}: {err[k]}" for k in ("type", "step", "message") if err.get(k))
         if err.get("traceback"):
             transcript += "\n" + str(err["traceback"])
-        out.append(Case(rid, "check_completed", "error", str(err.get("type") or "ERROR"),
-                        f"step '{err.get('step', '?')}': {err.get('message', 'error')}", transcript, 0.0))
+        out.append(
+            Case(
+                rid,
+                "check_completed",
+                "error",
+                str(err.get("type") or "ERROR"),
+                f"step '{err.get('step', '?')}': {err.get('message', 'error')}",
+                transcript,
+                0.0,
+            )
+        )
     if not out:
         if result.verdict is Verdict.SKIPPED:
-            out.append(Case(rid, "check_completed", "skipped", "SKIPPED", result.reason or "the check did not run", "", 0.0))
+            out.append(
+                Case(rid, "check_completed", "skipped", "SKIPPED", result.reason or "the check did not run", "", 0.0)
+            )
         else:
-            out.append(Case(rid, "check_completed", "error", str(result.verdict),
-                            result.reason or "no sub-check was recorded", "", 0.0))
+            out.append(
+                Case(
+                    rid,
+                    "check_completed",
+                    "error",
+                    str(result.verdict),
+                    result.reason or "no sub-check was recorded",
+                    "",
+                    0.0,
+                )
+            )
     return out
 
 
@@ -120,16 +154,29 @@ def junit_tree(run: Run) -> ET.ElementTree:
             "skipped": sum(c.outcome == "skipped" for c in rcases),
         }
         seconds = float(run.duration(rid) or 0.0)
-        suite = ET.SubElement(root, "testsuite", name=rid, **{k: str(v) for k, v in counts.items()},
-                              time=f"{seconds:.3f}", timestamp=(result.started_at or "")[:19], hostname=hostname)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=rid,
+            **{k: str(v) for k, v in counts.items()},
+            time=f"{seconds:.3f}",
+            timestamp=(result.started_at or "")[:19],
+            hostname=hostname,
+        )
         props = ET.SubElement(suite, "properties")
-        for name, value in (("level", result.level or "informational"), ("verdict", str(result.verdict)),
-                            ("reason", result.reason), ("checklist_version", run.checklist_version),
-                            ("run_id", run.run_id), ("toolkit_version", run.toolkit_version)):
+        for name, value in (
+            ("level", result.level or "informational"),
+            ("verdict", str(result.verdict)),
+            ("reason", result.reason),
+            ("checklist_version", run.checklist_version),
+            ("run_id", run.run_id),
+            ("toolkit_version", run.toolkit_version),
+        ):
             ET.SubElement(props, "property", name=name, value=str(value or ""))
         for c in rcases:
-            case = ET.SubElement(suite, "testcase", name=f"{rid}/{c.name}", classname=f"aiconf.{rid}",
-                                 time=f"{c.seconds:.3f}")
+            case = ET.SubElement(
+                suite, "testcase", name=f"{rid}/{c.name}", classname=f"aiconf.{rid}", time=f"{c.seconds:.3f}"
+            )
             if c.outcome == "failed":
                 ET.SubElement(case, "failure", message=c.message, type=c.kind).text = c.transcript
             elif c.outcome == "error":
@@ -203,8 +250,11 @@ def e2e_lines(run: Run) -> list[str]:
                 lines.append(f"        {c.name}: {c.kind}: {c.message}")
     counts = run.counts()
     lines.append("")
-    lines.append("Ran {} requirement(s): {}".format(
-        len(run.results), ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none"))
+    lines.append(
+        "Ran {} requirement(s): {}".format(
+            len(run.results), ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none"
+        )
+    )
     lines.append("FAIL" if failed else "PASS")
     total = float(run.manifest.get("duration_s") or sum(float(run.duration(r) or 0) for r in run.results))
     lines.append(f"{'FAIL' if failed else 'ok'}  \taiconf/{run.checklist_version}\t{total:.3f}s")

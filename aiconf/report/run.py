@@ -127,8 +127,17 @@ class Run:
                     "subchecks": len(r.subchecks),
                 }
             )
-        columns = ["requirement", "category", "title", "level", "verdict", "reason", "duration_s", "notebook",
-                   "subchecks"]
+        columns = [
+            "requirement",
+            "category",
+            "title",
+            "level",
+            "verdict",
+            "reason",
+            "duration_s",
+            "notebook",
+            "subchecks",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     def counts(self) -> dict[str, int]:
@@ -142,8 +151,16 @@ class Run:
         rows = []
         for rid, r in self.results.items():
             for s in r.subchecks:
-                rows.append({"requirement": rid, "subcheck": s.id, "verdict": str(s.verdict), "required": s.required,
-                             "duration_s": s.duration_s, "summary": s.summary})
+                rows.append(
+                    {
+                        "requirement": rid,
+                        "subcheck": s.id,
+                        "verdict": str(s.verdict),
+                        "required": s.required,
+                        "duration_s": s.duration_s,
+                        "summary": s.summary,
+                    }
+                )
         return pd.DataFrame(rows, columns=["requirement", "subcheck", "verdict", "required", "duration_s", "summary"])
 
 
@@ -161,7 +178,9 @@ def load_run(run_dir: str | Path) -> Run:
     if not run_dir.exists():
         raise ConfigError(f"run folder {run_dir} does not exist")
     if not run_dir.is_dir() or not is_run_dir(run_dir):
-        raise ConfigError(f"{run_dir} is not a run folder (no run.json; expected outputs/<run-id>/ written by `aiconf run`)")
+        raise ConfigError(
+            f"{run_dir} is not a run folder (no run.json; expected outputs/<run-id>/ written by `aiconf run`)"
+        )
     try:
         manifest = json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError) as e:
@@ -169,8 +188,10 @@ def load_run(run_dir: str | Path) -> Run:
     if not isinstance(manifest, dict):
         raise ConfigError(f"{run_dir / 'run.json'} is not a JSON object")
     if int(manifest.get("schema_version", 1)) > 1:
-        raise ConfigError(f"{run_dir / 'run.json'} has schema version {manifest['schema_version']}, newer than this "
-                          "toolkit understands (1)")
+        raise ConfigError(
+            f"{run_dir / 'run.json'} has schema version {manifest['schema_version']}, newer than this "
+            "toolkit understands (1)"
+        )
     run = Run(run_dir=run_dir, manifest=manifest)
     found: dict[str, RequirementResult] = {}
     for path in sorted((run_dir / "results").glob("*.json")):
@@ -190,14 +211,18 @@ def load_run(run_dir: str | Path) -> Run:
 def _missing_result(run: Run, rid: str) -> RequirementResult:
     nb = run.notebooks.get(rid) or {}
     status = nb.get("status", "not-run")
-    r = RequirementResult(rid, run.checklist_version, run.level(rid), run.title(rid), run_id=run.run_id,
-                          duration_s=nb.get("duration_s"))
+    r = RequirementResult(
+        rid, run.checklist_version, run.level(rid), run.title(rid), run_id=run.run_id, duration_s=nb.get("duration_s")
+    )
     if status in NEVER_RAN:
         r.verdict = Verdict.SKIPPED
         r.reason = f"the check did not run ({status}{': ' + nb['error'] if nb.get('error') else ''})"
     else:
-        r.error = {"type": f"notebook-{status}", "step": "notebook",
-                   "message": nb.get("error") or "the notebook finished without writing its result"}
+        r.error = {
+            "type": f"notebook-{status}",
+            "step": "notebook",
+            "message": nb.get("error") or "the notebook finished without writing its result",
+        }
         r.finalize()
     return r
 

@@ -126,8 +126,10 @@ def header(run: Run) -> Html:
             f"<td>{'yes' if n.get('simulated') else 'no'}</td></tr>"
             for n in nodes
         )
-        node_html = f'<details class="aiconf-nodes"><summary>{len(nodes)} node(s)</summary>' \
-                    f'<table class="aiconf-table">{head}{body}</table></details>'
+        node_html = (
+            f'<details class="aiconf-nodes"><summary>{len(nodes)} node(s)</summary>'
+            f'<table class="aiconf-table">{head}{body}</table></details>'
+        )
     text = f"{run.run_id}: " + ", ".join(f"{counts[str(v)]} {v}" for v in VERDICT_ORDER if counts[str(v)])
     return Html(
         f'<div class="aiconf-header">{warn_html}<table class="aiconf-facts">{facts}</table>{node_html}'
@@ -136,12 +138,13 @@ def header(run: Run) -> Html:
     )
 
 
-# -- overview ------------------------------------------------------------------------------------------------------------
+# -- overview ----------------------------------------------------------------------------------------------------------
 def overview_frame(run: Run) -> Any:
     frame = run.frame.copy()
     policy = policy_of(run)
-    frame["suggested status"] = [str(product_status(run.results[rid], policy)[0]) or "(auditor)"
-                                 for rid in frame["requirement"]]
+    frame["suggested status"] = [
+        str(product_status(run.results[rid], policy)[0]) or "(auditor)" for rid in frame["requirement"]
+    ]
     return frame
 
 
@@ -219,7 +222,8 @@ def product_statuses(run: Run, policy: MustNaPolicy | str | None = None) -> Html
     warn_html = "".join(f"<li>{esc(w)}</li>" for w in warnings) or "<li>none</li>"
     return Html(
         f"<p>MUST judged not applicable is written as <code>{esc(policy)}</code> "
-        f"(<code>--must-na-policy</code>; the program's FAQ accepts N/A with a justification, its validator does not).</p>"
+        "(<code>--must-na-policy</code>; the program's FAQ accepts N/A with a justification, "
+        "its validator does not).</p>"
         f'<table class="aiconf-table">{head}{"".join(rows)}</table>'
         f'<div class="aiconf-warnings"><strong>Warnings</strong><ul>{warn_html}</ul></div>',
         "\n".join(warnings),
@@ -230,8 +234,10 @@ def product_statuses(run: Run, policy: MustNaPolicy | str | None = None) -> Html
 def baseline(run: Run, baseline_dir: str | Path | None) -> Html:
     """Differences from an earlier run (verdicts, sub-checks, timings); says so when there is no baseline."""
     if not baseline_dir:
-        return Html("<p><em>No baseline run was given (<code>aiconf report RUN --baseline OTHER_RUN</code>).</em></p>",
-                    "no baseline")
+        return Html(
+            "<p><em>No baseline run was given (<code>aiconf report RUN --baseline OTHER_RUN</code>).</em></p>",
+            "no baseline",
+        )
     from aiconf.report.compare import compare
 
     comparison = compare(baseline_dir, run.run_dir)
@@ -251,7 +257,7 @@ def requirement_sections(run: Run) -> None:
     """Display one section per requirement: heading, verdict, charts, sub-checks, proves, notes, links."""
     from IPython.display import display as show
 
-    for rid, result in run.results.items():
+    for result in run.results.values():
         for part in requirement_section(run, result):
             show(part)
 
@@ -268,8 +274,12 @@ def requirement_section(run: Run, result: RequirementResult) -> list[Any]:
         display.verdict(result),
     ]
     if result.error and result.error.get("traceback"):
-        parts.append(Html(f"<details><summary>traceback</summary><pre>{esc(result.error['traceback'])}</pre></details>",
-                          "traceback"))
+        parts.append(
+            Html(
+                f"<details><summary>traceback</summary><pre>{esc(result.error['traceback'])}</pre></details>",
+                "traceback",
+            )
+        )
     parts += [Html(figure_html(fig, caption), caption) for caption, fig in charts(result)]
     parts.append(display.subchecks(result))
     missing = [s for s in result.expected_subchecks if result.subcheck(s) is None]
@@ -303,7 +313,7 @@ def charts(result: RequirementResult) -> list[tuple[str, Any]]:
             plt.close(fig)
             out.append((f"{result.requirement_id}: {name} (failed)", fig))
     if not names:
-        for series_name in (result.metrics.get("series") or {}):
+        for series_name in result.metrics.get("series") or {}:
             fig = generic_series_chart(result, series_name)
             if fig is not None:
                 out.append((f"{result.requirement_id}: recorded series '{series_name}' (generic view)", fig))
@@ -360,11 +370,13 @@ def links(run: Run, result: RequirementResult) -> Html:
     notebook_status = (run.notebooks.get(rid) or {}).get("status")
     extra = f"<p><small>notebook status: {esc(notebook_status)}</small></p>" if notebook_status else ""
     body = "".join(items) or "<li><em>no files</em></li>"
-    return Html(f'<div class="aiconf-links"><h4>Files</h4><ul>{body}</ul>{extra}</div>',
-                "files: " + ", ".join(rel for _, rel in entries))
+    return Html(
+        f'<div class="aiconf-links"><h4>Files</h4><ul>{body}</ul>{extra}</div>',
+        "files: " + ", ".join(rel for _, rel in entries),
+    )
 
 
-# -- helpers -------------------------------------------------------------------------------------------------------------
+# -- helpers -----------------------------------------------------------------------------------------------------------
 def figure_html(fig: Any, caption: str) -> str:
     """A matplotlib figure as an embedded PNG with a caption (no file, no network)."""
     import matplotlib.pyplot as plt
@@ -373,13 +385,20 @@ def figure_html(fig: Any, caption: str) -> str:
     fig.savefig(buf, format="png", dpi=CHART_DPI, bbox_inches="tight")
     plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return (f'<figure class="aiconf-figure"><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+    return (
+        f'<figure class="aiconf-figure"><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
 
 
 def parameters_table(run: Run) -> Html:
     """The run's (redacted) parameters, collapsed."""
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-                   for k, v in sorted(run.parameters.items()))
-    return Html(f'<details><summary>{len(run.parameters)} parameter(s)</summary>'
-                f'<table class="aiconf-table">{rows}</table></details>', "parameters")
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
+        for k, v in sorted(run.parameters.items())
+    )
+    return Html(
+        f"<details><summary>{len(run.parameters)} parameter(s)</summary>"
+        f'<table class="aiconf-table">{rows}</table></details>',
+        "parameters",
+    )

@@ -27,7 +27,6 @@ from aiconf.report.run import Run, load_run
 from aiconf.submission import readme as readme_mod
 from aiconf.submission import schema
 from aiconf.submission.template import (
-    Template,
     UserInput,
     fill_metadata,
     load_template,
@@ -38,8 +37,7 @@ from aiconf.submission.template import (
 from aiconf.submission.validator import Problem, is_valid, validate
 
 #: Run folder entries copied into the bundle (source -> name in the bundle).
-COPIED_FILES = {"report.html": "report.html", "junit.xml": "junit_01.xml", "e2e.log": "e2e.log",
-                "run.json": "run.json"}
+COPIED_FILES = {"report.html": "report.html", "junit.xml": "junit_01.xml", "e2e.log": "e2e.log", "run.json": "run.json"}
 COPIED_DIRS = ("results", "notebooks", "evidence")
 GENERATED_MARK = "*Generated from PRODUCT.yaml by aiconf"
 
@@ -64,8 +62,13 @@ class Bundle:
         return is_valid(self.problems)
 
 
-def build(run_dir: str | Path, template: str | Path, metadata: str | Path, out_dir: str | Path | None = None,
-          policy: MustNaPolicy | str | None = None) -> Bundle:
+def build(
+    run_dir: str | Path,
+    template: str | Path,
+    metadata: str | Path,
+    out_dir: str | Path | None = None,
+    policy: MustNaPolicy | str | None = None,
+) -> Bundle:
     """Build the submission bundle of ``run_dir``.
 
     Args:
@@ -86,18 +89,24 @@ def build(run_dir: str | Path, template: str | Path, metadata: str | Path, out_d
     if not run.checklist_version:
         raise ConfigError(f"{run.run_dir}/run.json names no checklist_version")
     if tpl.version != run.checklist_version:
-        raise ConfigError(f"template {tpl.path} is for checklist {tpl.version} but run {run.run_id} evaluated "
-                          f"{run.checklist_version}: use AIConformance-{run.checklist_version}.yaml")
+        raise ConfigError(
+            f"template {tpl.path} is for checklist {tpl.version} but run {run.run_id} evaluated "
+            f"{run.checklist_version}: use AIConformance-{run.checklist_version}.yaml"
+        )
     policy = MustNaPolicy(policy or run.parameters.get("must_na_policy") or MustNaPolicy.NA)
 
     warnings = fill_metadata(tpl, user.metadata)
     if schema.lookup(tpl.doc["metadata"], "k8sConformanceUrl")[0] is None:
-        raise ConfigError(f"metadata file {user.path}: k8sConformanceUrl is required (the template lacks it, the "
-                          "program's validator requires it)")
+        raise ConfigError(
+            f"metadata file {user.path}: k8sConformanceUrl is required (the template lacks it, the "
+            "program's validator requires it)"
+        )
     left = placeholders_left(tpl)
     if left:
-        raise ConfigError(f"metadata file {user.path} leaves template placeholder(s) in: {', '.join(left)} "
-                          "(set them under metadata:, or set an optional one to null to drop it)")
+        raise ConfigError(
+            f"metadata file {user.path} leaves template placeholder(s) in: {', '.join(left)} "
+            "(set them under metadata:, or set an optional one to null to drop it)"
+        )
 
     name = str(schema.lookup(tpl.doc["metadata"], "platformName")[1] or "product")
     out = Path(out_dir) if out_dir else run.run_dir / "submission" / f"v{tpl.version}" / slug(name)
@@ -105,8 +114,10 @@ def build(run_dir: str | Path, template: str | Path, metadata: str | Path, out_d
 
     warnings += copy_evidence(run, out)
     if run.simulated_nodes:
-        warnings.append(f"accelerator nodes were simulated ({', '.join(run.simulated_nodes)}): this evidence does not "
-                        "demonstrate real accelerators and must not be submitted for certification")
+        warnings.append(
+            f"accelerator nodes were simulated ({', '.join(run.simulated_nodes)}): this evidence does not "
+            "demonstrate real accelerators and must not be submitted for certification"
+        )
     ids = {e["id"] for _, e in tpl.requirements()}
     for section, answers in (("evidence", user.evidence), ("requirements", user.requirements)):
         for rid in answers:
@@ -126,16 +137,19 @@ def build(run_dir: str | Path, template: str | Path, metadata: str | Path, out_d
     product = yaml.safe_load(product_path.read_text(encoding="utf-8"))
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     readme_path = out / "README.md"
-    readme_path.write_text(readme_mod.render(product, run, user, files=files, policy=str(policy),
-                                             template_name=tpl.path.name), encoding="utf-8")
+    readme_path.write_text(
+        readme_mod.render(product, run, user, files=files, policy=str(policy), template_name=tpl.path.name),
+        encoding="utf-8",
+    )
     problems = validate(product_path, offline=True, version=tpl.version)
     checksums = write_checksums(out)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return Bundle(out, product_path, readme_path, checksums, tpl.version, policy, files, statuses, warnings, problems)
 
 
-def answer(run: Run, rid: str, level: str, out: Path, user: UserInput,
-           policy: MustNaPolicy) -> tuple[str, list[str], str, list[str]]:
+def answer(
+    run: Run, rid: str, level: str, out: Path, user: UserInput, policy: MustNaPolicy
+) -> tuple[str, list[str], str, list[str]]:
     """``(status, evidence, notes, warnings)`` of one requirement."""
     warnings: list[str] = []
     result = run.results.get(rid)
@@ -144,8 +158,10 @@ def answer(run: Run, rid: str, level: str, out: Path, user: UserInput,
     if result is None:
         status, notes, files = "", "", []
         if not manual:
-            warnings.append(f"{rid}: not evaluated in run {run.run_id}; left unanswered"
-                            + (" (a MUST must be answered)" if level == "MUST" else ""))
+            warnings.append(
+                f"{rid}: not evaluated in run {run.run_id}; left unanswered"
+                + (" (a MUST must be answered)" if level == "MUST" else "")
+            )
     else:
         status, notes, warns = product_status(result, policy)
         status = str(status)
@@ -155,16 +171,20 @@ def answer(run: Run, rid: str, level: str, out: Path, user: UserInput,
             notes = implemented_note(run, result)
         elif status == ProductStatus.UNDECIDED and level == "SHOULD" and not manual:
             # A SHOULD with no status and no evidence is accepted as unanswered; with evidence it would be invalid.
-            warnings.append(f"{rid}: SHOULD left unanswered (verdict {result.verdict}); answer it under "
-                            "requirements: in the metadata file to include its evidence")
+            warnings.append(
+                f"{rid}: SHOULD left unanswered (verdict {result.verdict}); answer it under "
+                "requirements: in the metadata file to include its evidence"
+            )
             return "", list(user.evidence.get(rid, [])) if user.evidence.get(rid) else [], "", warnings
     if manual:
         if "status" in manual:
             before = status
             status = str(manual["status"])
             if result is not None and before != status:
-                warnings.append(f"{rid}: status '{status}' set by the metadata file (toolkit suggested "
-                                f"'{before or 'nothing'}', verdict {result.verdict})")
+                warnings.append(
+                    f"{rid}: status '{status}' set by the metadata file (toolkit suggested "
+                    f"'{before or 'nothing'}', verdict {result.verdict})"
+                )
         if "notes" in manual:
             notes = str(manual["notes"])
     if status == ProductStatus.NOT_APPLICABLE and not notes.strip():
@@ -175,8 +195,10 @@ def answer(run: Run, rid: str, level: str, out: Path, user: UserInput,
 
 def implemented_note(run: Run, result: RequirementResult) -> str:
     date = (run.manifest.get("started_at") or "")[:10]
-    parts = [f"Demonstrated with aiconf {run.toolkit_version} (run {run.run_id}{', ' + date if date else ''}): "
-             f"{result.reason}."]
+    parts = [
+        f"Demonstrated with aiconf {run.toolkit_version} (run {run.run_id}{', ' + date if date else ''}): "
+        f"{result.reason}."
+    ]
     parts += [f"{n.rstrip('.')}." for n in result.notes]
     parts.append(f"Details: report.html#{result.requirement_id}.")
     return " ".join(parts)
@@ -219,16 +241,21 @@ def prepare_out_dir(out: Path) -> None:
         raise ConfigError(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not is_bundle(out):
-            raise ConfigError(f"output folder {out} is not empty and holds no earlier aiconf bundle; choose another "
-                              "--out or empty it")
+            raise ConfigError(
+                f"output folder {out} is not empty and holds no earlier aiconf bundle; choose another --out or empty it"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
 
 def is_bundle(path: Path) -> bool:
     readme = path / "README.md"
-    return ((path / "PRODUCT.yaml").is_file() and (path / "SHA256SUMS").is_file() and readme.is_file()
-            and GENERATED_MARK in readme.read_text(encoding="utf-8", errors="replace"))
+    return (
+        (path / "PRODUCT.yaml").is_file()
+        and (path / "SHA256SUMS").is_file()
+        and readme.is_file()
+        and GENERATED_MARK in readme.read_text(encoding="utf-8", errors="replace")
+    )
 
 
 def write_checksums(out: Path) -> Path:

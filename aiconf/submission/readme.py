@@ -20,7 +20,7 @@ def _link(target: str) -> str:
     shown = target
     for scheme in ("https://", "http://"):
         if shown.startswith(scheme):
-            shown = shown[len(scheme):]
+            shown = shown[len(scheme) :]
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"[{_md(shown)}]({target})"
@@ -48,12 +48,16 @@ def changed_parameters(run: Run) -> dict[str, Any]:
             base = load_defaults()
     except Exception:  # the defaults travel with the toolkit; without them, show everything rather than nothing
         base = {}
-    return {k: v for k, v in run.parameters.items()
-            if k != "checklist_version" and v != "<redacted>" and base.get(k, object()) != v}
+    return {
+        k: v
+        for k, v in run.parameters.items()
+        if k != "checklist_version" and v != "<redacted>" and base.get(k, object()) != v
+    }
 
 
-def render(product: dict[str, Any], run: Run, user: UserInput, *, files: list[str], policy: str,
-           template_name: str) -> str:
+def render(
+    product: dict[str, Any], run: Run, user: UserInput, *, files: list[str], policy: str, template_name: str
+) -> str:
     """The README.md text."""
     name = _meta(product, "platformName") or "Platform"
     version = _meta(product, "platformVersion")
@@ -65,12 +69,17 @@ def render(product: dict[str, Any], run: Run, user: UserInput, *, files: list[st
         lines += [about, ""]
 
     lines += ["## Platform information", "", "| | |", "|---|---|"]
-    for label, key, link in (("Vendor", "vendorName", False), ("Platform", "platformName", False),
-                             ("Platform version", "platformVersion", False),
-                             ("Kubernetes version", "kubernetesVersion", False), ("Website", "websiteUrl", True),
-                             ("Repository", "repoUrl", True), ("Documentation", "documentationUrl", True),
-                             ("Kubernetes conformance", "k8sConformanceUrl", True),
-                             ("Contact", "contactEmailAddress", False)):
+    for label, key, link in (
+        ("Vendor", "vendorName", False),
+        ("Platform", "platformName", False),
+        ("Platform version", "platformVersion", False),
+        ("Kubernetes version", "kubernetesVersion", False),
+        ("Website", "websiteUrl", True),
+        ("Repository", "repoUrl", True),
+        ("Documentation", "documentationUrl", True),
+        ("Kubernetes conformance", "k8sConformanceUrl", True),
+        ("Contact", "contactEmailAddress", False),
+    ):
         value = _meta(product, key)
         if value:
             lines.append(f"| **{label}** | {_link(value) if link else _md(value)} |")
@@ -110,20 +119,25 @@ def _reproduce(run: Run, user: UserInput, policy: str, template_name: str, k8s: 
         lines += [user.readme["prerequisites"].strip(), ""]
     nodes = cluster.get("nodes") or []
     accel = ", ".join(f"{k}: {v}" for k, v in (cluster.get("accelerators") or {}).items())
-    lines.append(f"Evaluated on Kubernetes {cluster.get('server_version') or k8s or '?'} "
-                 f"({cluster.get('platform') or '?'}), {len(nodes)} node(s)" + (f"; accelerators {accel}" if accel else "")
-                 + ".")
+    lines.append(
+        f"Evaluated on Kubernetes {cluster.get('server_version') or k8s or '?'} "
+        f"({cluster.get('platform') or '?'}), {len(nodes)} node(s)" + (f"; accelerators {accel}" if accel else "") + "."
+    )
     if cluster.get("components"):
         lines.append(f"Components found: {', '.join(map(str, cluster['components']))}.")
     if run.simulated_nodes:
-        lines.append(f"**Note:** accelerator nodes were simulated ({', '.join(run.simulated_nodes)}); this evidence "
-                     "does not demonstrate real accelerators.")
+        lines.append(
+            f"**Note:** accelerator nodes were simulated ({', '.join(run.simulated_nodes)}); this evidence "
+            "does not demonstrate real accelerators."
+        )
     lines += ["", "### The evaluation", ""]
     if user.readme.get("reproduce", "").strip():
         lines += [user.readme["reproduce"].strip(), ""]
     changed = changed_parameters(run)
     sets = " ".join(f"--set {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(changed.items()))
-    run_cmd = f"aiconf run --profile {run.profile} --checklist-version {run.checklist_version}" + (f" {sets}" if sets else "")
+    run_cmd = f"aiconf run --profile {run.profile} --checklist-version {run.checklist_version}" + (
+        f" {sets}" if sets else ""
+    )
     lines += [
         f"The evidence was produced by **aiconf {run.toolkit_version}** (profile `{run.profile}`, checklist "
         f"{run.checklist_version}), run `{run.run_id}` from {run.manifest.get('started_at', '?')}"
@@ -141,8 +155,10 @@ def _reproduce(run: Run, user: UserInput, policy: str, template_name: str, k8s: 
     ]
     if changed:
         lines += [f"Parameters set on top of the profile `{run.profile}`:", "", "| parameter | value |", "|---|---|"]
-        lines += [f"| `{_md(k)}` | `{_md(json.dumps(v) if not isinstance(v, str) else v)}` |"
-                  for k, v in sorted(changed.items())]
+        lines += [
+            f"| `{_md(k)}` | `{_md(json.dumps(v) if not isinstance(v, str) else v)}` |"
+            for k, v in sorted(changed.items())
+        ]
         lines.append("")
     return lines
 
@@ -174,19 +190,32 @@ def _summary(product: dict[str, Any]) -> list[str]:
             counts[status] += 1
         else:
             unanswered += 1
-    lines = ["## Compliance summary", "", "| Status | Count |", "|---|---|",
-             f"| {schema.status_icon('Implemented')} Implemented | {counts['Implemented']} |"]
+    lines = [
+        "## Compliance summary",
+        "",
+        "| Status | Count |",
+        "|---|---|",
+        f"| {schema.status_icon('Implemented')} Implemented | {counts['Implemented']} |",
+    ]
     for status in ("Partially Implemented", "Not Implemented", "N/A"):
         if counts[status]:
             lines.append(f"| {schema.status_icon(status)} {status} | {counts[status]} |")
     if unanswered:
         lines.append(f"| {schema.status_icon('')} Not answered | {unanswered} |")
-    lines += [f"| **Total** | **{len(entries)}** |", "", "### Requirements at a glance", "",
-              "| Category | Requirement | Level | Status |", "|---|---|---|---|"]
+    lines += [
+        f"| **Total** | **{len(entries)}** |",
+        "",
+        "### Requirements at a glance",
+        "",
+        "| Category | Requirement | Level | Status |",
+        "|---|---|---|---|",
+    ]
     for category, e in entries:
         status = str(e.get("status") or "")
-        lines.append(f"| {schema.CATEGORY_TITLES.get(category, category)} | [{schema.title(str(e['id']))}](#{_anchor(e)}) "
-                     f"| {e.get('level', '')} | {schema.status_icon(status)} {status or 'not answered'} |")
+        lines.append(
+            f"| {schema.CATEGORY_TITLES.get(category, category)} | [{schema.title(str(e['id']))}](#{_anchor(e)}) "
+            f"| {e.get('level', '')} | {schema.status_icon(status)} {status or 'not answered'} |"
+        )
     lines.append("")
     return lines
 
@@ -205,9 +234,14 @@ def _details(product: dict[str, Any]) -> list[str]:
         status = str(e.get("status") or "")
         level = str(e.get("level", ""))
         level_icon = "🔴" if level == "MUST" else "🟡"
-        lines += [f'<a id="{_anchor(e)}"></a>', "",
-                  f"#### {schema.status_icon(status)} {schema.title(str(e['id']))} (`{e['id']}`)", "",
-                  f"**Level:** {level_icon} {level} | **Status:** {status or 'not answered'}", ""]
+        lines += [
+            f'<a id="{_anchor(e)}"></a>',
+            "",
+            f"#### {schema.status_icon(status)} {schema.title(str(e['id']))} (`{e['id']}`)",
+            "",
+            f"**Level:** {level_icon} {level} | **Status:** {status or 'not answered'}",
+            "",
+        ]
         if e.get("description"):
             lines += [f"> {_md(e['description'])}", ""]
         evidence = [x for x in (e.get("evidence") or []) if isinstance(x, str) and x.strip()]

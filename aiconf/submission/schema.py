@@ -16,8 +16,16 @@ from aiconf.errors import ConfigError
 
 #: Metadata every submission must carry (camelCase as in the template; snake_case is accepted too).
 REQUIRED_METADATA = (
-    "kubernetesVersion", "platformName", "platformVersion", "vendorName", "websiteUrl", "documentationUrl",
-    "productLogoUrl", "description", "contactEmailAddress", "k8sConformanceUrl",
+    "kubernetesVersion",
+    "platformName",
+    "platformVersion",
+    "vendorName",
+    "websiteUrl",
+    "documentationUrl",
+    "productLogoUrl",
+    "description",
+    "contactEmailAddress",
+    "k8sConformanceUrl",
 )
 OPTIONAL_METADATA = ("repoUrl",)
 KNOWN_METADATA = REQUIRED_METADATA + OPTIONAL_METADATA
@@ -97,8 +105,7 @@ def version_from_spec(spec: Any) -> str | None:
             if isinstance(entry, dict) and "id" in entry:
                 found[str(entry["id"])] = str(entry.get("level", ""))
     checklist = checklists.load()
-    matches = [v for v in checklist.versions
-               if {r.id: r.level(v) for r in checklist.for_version(v)} == found]
+    matches = [v for v in checklist.versions if {r.id: r.level(v) for r in checklist.for_version(v)} == found]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -114,8 +121,10 @@ def expected_spec(version: str) -> dict[str, list[tuple[str, str]]]:
 
 def require_version(version: str | None, where: str) -> str:
     if not version:
-        raise ConfigError(f"{where}: cannot tell which checklist version this is (name the file AIConformance-X.Y.yaml, "
-                          "put it in a vX.Y/ folder, or set metadata.kubernetesVersion)")
+        raise ConfigError(
+            f"{where}: cannot tell which checklist version this is (name the file AIConformance-X.Y.yaml, "
+            "put it in a vX.Y/ folder, or set metadata.kubernetesVersion)"
+        )
     return checklists.load().check_version(version)
 
 

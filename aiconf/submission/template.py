@@ -56,7 +56,7 @@ def _indentation(text: str) -> tuple[int, int, int]:
         if not stripped.endswith(":") or stripped.lstrip().startswith("-"):
             continue
         parent = len(line) - len(line.lstrip())
-        nxt = next((x for x in lines[i + 1:] if x.strip() and not x.lstrip().startswith("#")), "")
+        nxt = next((x for x in lines[i + 1 :] if x.strip() and not x.lstrip().startswith("#")), "")
         col = len(nxt) - len(nxt.lstrip())
         if nxt.lstrip().startswith("- "):
             offset = col - parent
@@ -93,7 +93,9 @@ def load_template(path: str | Path) -> Template:
     by_name = schema.VERSION_IN_TEMPLATE_NAME.search(path.name)
     by_content = schema.version_from_spec(doc["spec"])
     by_meta = schema.version_from_kubernetes_version(schema.lookup(doc["metadata"], "kubernetesVersion")[1])
-    version = schema.require_version((by_name.group(1) if by_name else None) or by_meta or by_content, f"template {path}")
+    version = schema.require_version(
+        (by_name.group(1) if by_name else None) or by_meta or by_content, f"template {path}"
+    )
     if by_content and by_content != version:
         raise ConfigError(f"template {path} is named for {version} but its requirements are those of {by_content}")
     return Template(path, doc, version, y)
@@ -134,14 +136,17 @@ def load_user_input(path: str | Path) -> UserInput:
         data = {"metadata": data}
     unknown = [k for k in data if k not in USER_SECTIONS]
     if unknown:
-        raise ConfigError(f"metadata file {path}: unknown section(s) {', '.join(map(str, unknown))} "
-                          f"(allowed: {', '.join(USER_SECTIONS)})")
+        raise ConfigError(
+            f"metadata file {path}: unknown section(s) {', '.join(map(str, unknown))} "
+            f"(allowed: {', '.join(USER_SECTIONS)})"
+        )
     meta = {} if data.get("metadata") is None else data["metadata"]
     if not isinstance(meta, dict):
         raise ConfigError(f"metadata file {path}: metadata must be a mapping")
     evidence = data.get("evidence") or {}
-    if not isinstance(evidence, dict) or not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
-                                                 for v in evidence.values()):
+    if not isinstance(evidence, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in evidence.values()
+    ):
         raise ConfigError(f"metadata file {path}: evidence must map requirement ids to lists of URLs")
     reqs = data.get("requirements") or {}
     if not isinstance(reqs, dict) or not all(isinstance(v, dict) for v in reqs.values()):
@@ -151,19 +156,27 @@ def load_user_input(path: str | Path) -> UserInput:
         if extra:
             raise ConfigError(f"metadata file {path}: requirements.{rid} has unknown key(s) {', '.join(sorted(extra))}")
         if "status" in answer and answer["status"] not in (*schema.STATUSES, ""):
-            raise ConfigError(f"metadata file {path}: requirements.{rid}.status '{answer['status']}' is not one of "
-                              f"{', '.join(schema.STATUSES)}")
-        if "evidence" in answer and not (isinstance(answer["evidence"], list)
-                                         and all(isinstance(x, str) for x in answer["evidence"])):
+            raise ConfigError(
+                f"metadata file {path}: requirements.{rid}.status '{answer['status']}' is not one of "
+                f"{', '.join(schema.STATUSES)}"
+            )
+        if "evidence" in answer and not (
+            isinstance(answer["evidence"], list) and all(isinstance(x, str) for x in answer["evidence"])
+        ):
             raise ConfigError(f"metadata file {path}: requirements.{rid}.evidence must be a list of strings")
     readme = data.get("readme") or {}
     if not isinstance(readme, dict) or set(readme) - set(README_KEYS):
         raise ConfigError(f"metadata file {path}: readme may only have {', '.join(README_KEYS)}")
-    return UserInput(path, {str(k): v for k, v in meta.items()}, {str(k): list(v) for k, v in evidence.items()},
-                     {str(k): dict(v) for k, v in reqs.items()}, {k: str(v) for k, v in readme.items()})
+    return UserInput(
+        path,
+        {str(k): v for k, v in meta.items()},
+        {str(k): list(v) for k, v in evidence.items()},
+        {str(k): dict(v) for k, v in reqs.items()},
+        {k: str(v) for k, v in readme.items()},
+    )
 
 
-# -- filling -------------------------------------------------------------------------------------------------------------
+# -- filling -----------------------------------------------------------------------------------------------------------
 def quoted(text: str) -> DoubleQuotedScalarString:
     """A one-line double-quoted YAML string (the template's style)."""
     return DoubleQuotedScalarString(re.sub(r"\s*\n\s*", " ", str(text)).strip())

@@ -73,8 +73,14 @@ def read_product(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validate(path: str | Path, offline: bool = True, *, landscape: str | Path | None = None,
-             timeout_s: float = 10.0, version: str | None = None) -> list[Problem]:
+def validate(
+    path: str | Path,
+    offline: bool = True,
+    *,
+    landscape: str | Path | None = None,
+    timeout_s: float = 10.0,
+    version: str | None = None,
+) -> list[Problem]:
     """Check a PRODUCT.yaml; return every problem found (empty: valid), one per line when printed.
 
     Args:
@@ -96,14 +102,24 @@ def validate(path: str | Path, offline: bool = True, *, landscape: str | Path | 
 
     path_version = schema.version_from_path(path)
     meta_version = schema.version_from_kubernetes_version(
-        schema.lookup(meta, "kubernetesVersion")[1] if isinstance(meta, dict) else None)
-    version = schema.require_version(version or path_version or meta_version or schema.version_from_spec(spec), str(path))
+        schema.lookup(meta, "kubernetesVersion")[1] if isinstance(meta, dict) else None
+    )
+    version = schema.require_version(
+        version or path_version or meta_version or schema.version_from_spec(spec), str(path)
+    )
     if not path_version:
-        problems.append(Problem("file", f"not inside a folder named v{version}/ (the program's validator picks the "
-                                        "checklist from that folder: submit as vX.Y/<product>/PRODUCT.yaml)", WARNING))
+        problems.append(
+            Problem(
+                "file",
+                f"not inside a folder named v{version}/ (the program's validator picks the "
+                "checklist from that folder: submit as vX.Y/<product>/PRODUCT.yaml)",
+                WARNING,
+            )
+        )
     elif meta_version and meta_version != path_version:
-        problems.append(Problem("metadata.kubernetesVersion", f"says {meta_version} but the folder is "
-                                                             f"v{path_version}/", WARNING))
+        problems.append(
+            Problem("metadata.kubernetesVersion", f"says {meta_version} but the folder is v{path_version}/", WARNING)
+        )
 
     urls: list[tuple[str, str]] = []  # (where, url) to check online
     problems += _check_metadata(meta, urls)
@@ -118,7 +134,7 @@ def validate(path: str | Path, offline: bool = True, *, landscape: str | Path | 
     return problems
 
 
-# -- metadata ------------------------------------------------------------------------------------------------------------
+# -- metadata ----------------------------------------------------------------------------------------------------------
 def _check_metadata(meta: Any, urls: list[tuple[str, str]]) -> list[Problem]:
     if not isinstance(meta, dict):
         return [Problem("metadata", "missing or not a mapping")]
@@ -142,8 +158,12 @@ def _check_metadata(meta: Any, urls: list[tuple[str, str]]) -> list[Problem]:
             problems.append(Problem(where, f"still holds the template placeholder {value.strip()}"))
             continue
         if key == "k8sConformanceUrl" and not schema.K8S_CONFORMANCE_URL.match(value.strip()):
-            problems.append(Problem(where, "must be https://github.com/cncf/k8s-conformance/tree/master/vX.Y/<product>"
-                                           f" (got {value.strip()})"))
+            problems.append(
+                Problem(
+                    where,
+                    f"must be https://github.com/cncf/k8s-conformance/tree/master/vX.Y/<product> (got {value.strip()})",
+                )
+            )
         if key == "productLogoUrl" and not value.strip().lower().split("?")[0].endswith(schema.LOGO_SUFFIXES):
             problems.append(Problem(where, "should link to an SVG, EPS or AI file (proposed program rule)", WARNING))
         if key == "contactEmailAddress" and "@" not in value:
@@ -195,7 +215,7 @@ def _check_vendor(meta: Any, landscape: str | Path, offline: bool, timeout_s: fl
     return []
 
 
-# -- spec ----------------------------------------------------------------------------------------------------------------
+# -- spec --------------------------------------------------------------------------------------------------------------
 def _check_spec(spec: Any, version: str, base: Path, urls: list[tuple[str, str]]) -> list[Problem]:
     if not isinstance(spec, dict):
         return [Problem("spec", "missing or not a mapping")]
@@ -217,12 +237,15 @@ def _check_spec(spec: Any, version: str, base: Path, urls: list[tuple[str, str]]
                 continue
             seen[rid] = category
             if rid not in known:
-                problems.append(Problem(rid, f"is not a requirement of checklist {version} (ignored by the program)",
-                                        WARNING))
+                problems.append(
+                    Problem(rid, f"is not a requirement of checklist {version} (ignored by the program)", WARNING)
+                )
                 continue
             want_category, level = known[rid]
             if category != want_category:
-                problems.append(Problem(rid, f"is under {category}; checklist {version} lists it under {want_category}"))
+                problems.append(
+                    Problem(rid, f"is under {category}; checklist {version} lists it under {want_category}")
+                )
                 continue
             problems += _check_requirement(rid, entry, level, base, urls)
     for category, rs in expected.items():
@@ -235,20 +258,27 @@ def _check_spec(spec: Any, version: str, base: Path, urls: list[tuple[str, str]]
     return problems
 
 
-def _check_requirement(rid: str, entry: dict[str, Any], level: str, base: Path,
-                       urls: list[tuple[str, str]]) -> list[Problem]:
+def _check_requirement(
+    rid: str, entry: dict[str, Any], level: str, base: Path, urls: list[tuple[str, str]]
+) -> list[Problem]:
     problems = []
     if str(entry.get("level", "")) != level:
-        problems.append(Problem(rid, f"level is '{entry.get('level')}' but checklist says {level} (must not be changed)",
-                                WARNING))
+        problems.append(
+            Problem(rid, f"level is '{entry.get('level')}' but checklist says {level} (must not be changed)", WARNING)
+        )
     status = entry.get("status", "")
     status = "" if status is None else status
     evidence = entry.get("evidence", [])
     evidence = [] if evidence is None else evidence
     notes = entry.get("notes", "")
     if not isinstance(evidence, list):
-        problems.append(Problem(rid, "evidence must be a list of strings (the program's validator cannot read "
-                                     f"a single {type(evidence).__name__})"))
+        problems.append(
+            Problem(
+                rid,
+                "evidence must be a list of strings (the program's validator cannot read "
+                f"a single {type(evidence).__name__})",
+            )
+        )
         evidence = []
     if not isinstance(status, str):
         return problems + [Problem(rid, f"status must be a string, not {type(status).__name__}")]
@@ -278,7 +308,7 @@ def _check_requirement(rid: str, entry: dict[str, Any], level: str, base: Path,
     return problems
 
 
-# -- online --------------------------------------------------------------------------------------------------------------
+# -- online ------------------------------------------------------------------------------------------------------------
 def url_problem(url: str, timeout_s: float) -> str | None:
     """None when ``url`` answers below 400 to HEAD (or, failing that, GET); else why not."""
     last = ""

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.report
 
 RUNS = Path(__file__).resolve().parents[1] / "data" / "runs"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
-                                                            "(Debian: apt-get install -y chromium)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install -y chromium)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +111,23 @@ def chromium(url: str, tmp_path: Path, *extra: str) -> tuple[list[str], Path]:
     netlog = tmp_path / "netlog.json"
     shot = tmp_path / "screenshot.png"
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--log-net-log={netlog}", "--net-log-capture-mode=Default", "--window-size=1280,2400",
-        f"--screenshot={shot}", *extra, url,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--log-net-log={netlog}",
+        "--net-log-capture-mode=Default",
+        "--window-size=1280,2400",
+        f"--screenshot={shot}",
+        *extra,
+        url,
     ]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     return page_requests(netlog), shot
@@ -127,8 +140,11 @@ def page_requests(netlog: Path) -> list[str]:
     out = []
     for event in data["events"]:
         params = event.get("params") or {}
-        if names.get(event["type"]) == "URL_REQUEST_START_JOB" and "url" in params \
-                and "file://" in str(params.get("network_isolation_key", "")):
+        if (
+            names.get(event["type"]) == "URL_REQUEST_START_JOB"
+            and "url" in params
+            and "file://" in str(params.get("network_isolation_key", ""))
+        ):
             out.append(params["url"])
     return out
 
@@ -142,8 +158,10 @@ def png_size(path: Path) -> tuple[int, int]:
 @needs_chromium
 def test_detection_sees_a_page_that_fetches(tmp_path):
     page = tmp_path / "cdn.html"
-    page.write_text('<html><body><script src="https://cdn.example.invalid/lib.js"></script>'
-                    '<img src="http://img.example.invalid/a.png"></body></html>')
+    page.write_text(
+        '<html><body><script src="https://cdn.example.invalid/lib.js"></script>'
+        '<img src="http://img.example.invalid/a.png"></body></html>'
+    )
     requests, _ = chromium(page.as_uri(), tmp_path)
     assert "https://cdn.example.invalid/lib.js" in requests
     assert "http://img.example.invalid/a.png" in requests

@@ -42,8 +42,10 @@ def test_compare_fail_on_regression_exits_1():
 def test_not_a_run_folder_is_one_line_and_exit_2(tmp_path, command):
     r = invoke(*command, tmp_path)
     assert r.exit_code == 2
-    assert r.output.strip().splitlines() == [f"aiconf: error: {tmp_path} is not a run folder (no run.json; expected "
-                                             "outputs/<run-id>/ written by `aiconf run`)"]
+    assert r.output.strip().splitlines() == [
+        f"aiconf: error: {tmp_path} is not a run folder (no run.json; expected "
+        "outputs/<run-id>/ written by `aiconf run`)"
+    ]
 
 
 def test_missing_run_folder_exit_2(tmp_path):
@@ -63,8 +65,19 @@ def test_submission_build_valid_then_validate(passing, tmp_path):
 
 def test_submission_build_with_na_policy_exits_1_with_one_line_per_problem(passing, tmp_path):
     out = tmp_path / "v1.35" / "example"
-    r = invoke("submission", "build", passing, "--template", TEMPLATE, "--metadata", METADATA, "--out", out,
-               "--must-na-policy", "na")
+    r = invoke(
+        "submission",
+        "build",
+        passing,
+        "--template",
+        TEMPLATE,
+        "--metadata",
+        METADATA,
+        "--out",
+        out,
+        "--must-na-policy",
+        "na",
+    )
     assert r.exit_code == 1
     assert "cluster_autoscaling: MUST requirement has status 'N/A'; the program accepts only 'Implemented'" in r.output
     assert "INVALID" in r.output
@@ -77,8 +90,10 @@ def test_submission_validate_invalid_exits_1(passing, tmp_path):
     product.write_text(product.read_text().replace('status: "Implemented"', 'status: "Done"', 1))
     r = invoke("submission", "validate", product, "--offline")
     assert r.exit_code == 1
-    assert "dra_support: status 'Done' is not valid; expected one of: Implemented, Not Implemented, " \
-           "Partially Implemented, N/A" in r.output
+    assert (
+        "dra_support: status 'Done' is not valid; expected one of: Implemented, Not Implemented, "
+        "Partially Implemented, N/A" in r.output
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +101,10 @@ def test_submission_validate_invalid_exits_1(passing, tmp_path):
     [
         (["--template", DATA / "nope.yaml", "--metadata", METADATA], "template"),
         (["--template", TEMPLATE, "--metadata", DATA / "nope.yaml"], "metadata file"),
-        (["--template", DATA / "submission" / "AIConformance-1.36.yaml", "--metadata", METADATA], "is for checklist 1.36"),
+        (
+            ["--template", DATA / "submission" / "AIConformance-1.36.yaml", "--metadata", METADATA],
+            "is for checklist 1.36",
+        ),
     ],
     ids=["template-missing", "metadata-missing", "wrong-version"],
 )
@@ -102,7 +120,10 @@ def test_submission_validate_unusable_input_exit_2(tmp_path):
     bad.write_text("metadata: [")
     r = invoke("submission", "validate", bad, "--offline")
     assert r.exit_code == 2
-    assert r.output.strip().splitlines() == [f"aiconf: error: {bad} is not valid YAML: expected the node content, but found '<stream end>' (line 1, column 12)"]
+    assert r.output.strip().splitlines() == [
+        f"aiconf: error: {bad} is not valid YAML: expected the node content, but found '<stream end>' "
+        "(line 1, column 12)"
+    ]
 
 
 def test_commands_are_mountable_by_name():

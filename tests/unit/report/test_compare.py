@@ -19,9 +19,16 @@ def comparison():
 
 @pytest.mark.parametrize(
     "a, b, change",
-    [("PASS", "FAIL", "regressed"), ("FAIL", "UNKNOWN", "improved"), ("PASS", "PASS", "same"), (None, "PASS", "added"),
-     ("PASS", None, "removed"), ("NOT_APPLICABLE", "PASS", "improved"), ("ERROR", "FAIL", "regressed"),
-     ("PASS", "NOT_APPLICABLE", "regressed")],
+    [
+        ("PASS", "FAIL", "regressed"),
+        ("FAIL", "UNKNOWN", "improved"),
+        ("PASS", "PASS", "same"),
+        (None, "PASS", "added"),
+        ("PASS", None, "removed"),
+        ("NOT_APPLICABLE", "PASS", "improved"),
+        ("ERROR", "FAIL", "regressed"),
+        ("PASS", "NOT_APPLICABLE", "regressed"),
+    ],
 )
 def test_change_of(a, b, change):
     assert change_of(a, b) == change

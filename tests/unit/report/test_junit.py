@@ -34,12 +34,23 @@ def test_one_suite_per_requirement_one_case_per_subcheck(junit):
     root = ET.parse(junit).getroot()
     assert root.tag == "testsuites"
     suites = {s.get("name"): s for s in root.iter("testsuite")}
-    assert list(suites) == ["dra_support", "gpu_sharing", "ai_inference", "gang_scheduling", "cluster_autoscaling",
-                            "pod_autoscaling", "accelerator_metrics", "secure_accelerator_access", "robust_controller"]
+    assert list(suites) == [
+        "dra_support",
+        "gpu_sharing",
+        "ai_inference",
+        "gang_scheduling",
+        "cluster_autoscaling",
+        "pod_autoscaling",
+        "accelerator_metrics",
+        "secure_accelerator_access",
+        "robust_controller",
+    ]
     gang = suites["gang_scheduling"]
     assert [c.get("name") for c in gang.iter("testcase")] == [
-        "gang_scheduling/scheduler_detected", "gang_scheduling/gang_admitted_together",
-        "gang_scheduling/no_partial_admission"]
+        "gang_scheduling/scheduler_detected",
+        "gang_scheduling/gang_admitted_together",
+        "gang_scheduling/no_partial_admission",
+    ]
     assert gang.get("tests") == "3" and gang.get("failures") == "1" and gang.get("time") == "71.500"
     props = {p.get("name"): p.get("value") for p in gang.iter("property")}
     assert props["level"] == "MUST" and props["verdict"] == "FAIL" and props["checklist_version"] == "1.35"
@@ -52,7 +63,9 @@ def test_outcomes_per_verdict(junit):
     # FAIL: failure with the summary and the expected/observed transcript
     failure = c["gang_scheduling/no_partial_admission"].find("failure")
     assert failure.get("type") == "FAIL" and "2 of 6 pods" in failure.get("message")
-    assert "expected: 0 of 6 pods Running for 30s" in failure.text and "observed: 2 of 6 Running after 5s" in failure.text
+    assert (
+        "expected: 0 of 6 pods Running for 30s" in failure.text and "observed: 2 of 6 Running after 5s" in failure.text
+    )
     # informational FAIL never reads as a failure
     assert c["dra_support/slices_published"].find("skipped").get("message").startswith("informational sub-check FAIL")
     # NOT_APPLICABLE: skipped with the reason and the drafted justification

@@ -17,9 +17,17 @@ RUNS = Path(__file__).resolve().parents[2] / "data" / "runs"
 
 def test_results_in_checklist_order_with_every_selected_requirement():
     run = load_run(RUNS / "mixed")
-    assert list(run.results) == ["dra_support", "gpu_sharing", "ai_inference", "gang_scheduling", "cluster_autoscaling",
-                                 "pod_autoscaling", "accelerator_metrics", "secure_accelerator_access",
-                                 "robust_controller"]
+    assert list(run.results) == [
+        "dra_support",
+        "gpu_sharing",
+        "ai_inference",
+        "gang_scheduling",
+        "cluster_autoscaling",
+        "pod_autoscaling",
+        "accelerator_metrics",
+        "secure_accelerator_access",
+        "robust_controller",
+    ]
     assert run.checklist_version == "1.35" and run.run_id == "20261120-100000-a1b2c3"
     assert run.simulated_nodes == ["gpu-node-1", "gpu-node-2"]
 

@@ -104,7 +104,7 @@ def test_fmt_seconds():
     assert summary.fmt_seconds(3725) == "1 h 02 min"
 
 
-# -- offline export -------------------------------------------------------------------------------------------------------
+# -- offline export ----------------------------------------------------------------------------------------------------
 def notebook_with(html: str, stderr: str = "") -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("secret_code_input()", execution_count=1)
@@ -135,13 +135,24 @@ def test_export_has_no_code_no_stderr_and_no_cdn():
         ('<img srcset="a.png 1x, https://x.example/b.png 2x">', [("img", "https://x.example/b.png 2x")]),
         ("<style>@import 'https://x.example/a.css';</style>", [("style", "https://x.example/a.css")]),
         ('<div style="background:url(https://x.example/bg.png)"></div>', [("div style", "https://x.example/bg.png")]),
-        ('<script type="module">import("https://cdn.example.com/m.mjs")</script>',
-         [("script", "https://cdn.example.com/m.mjs")]),
+        (
+            '<script type="module">import("https://cdn.example.com/m.mjs")</script>',
+            [("script", "https://cdn.example.com/m.mjs")],
+        ),
         ('<a href="https://cncf.io">a plain link is fine</a>', []),
         ('<img src="data:image/png;base64,AAAA"><a href="evidence/x.yaml">x</a>', []),
     ],
-    ids=["script", "link", "protocol-relative-img", "srcset", "css-import", "inline-style", "module-import",
-         "plain-link", "data-and-relative"],
+    ids=[
+        "script",
+        "link",
+        "protocol-relative-img",
+        "srcset",
+        "css-import",
+        "inline-style",
+        "module-import",
+        "plain-link",
+        "data-and-relative",
+    ],
 )
 def test_external_references(snippet, found):
     assert external_references(f"<html><head></head><body>{snippet}</body></html>") == found

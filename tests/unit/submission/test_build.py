@@ -49,8 +49,12 @@ def test_passing_run_builds_a_valid_bundle(passing):
     assert entry(doc, "gang_scheduling")["status"] == "Implemented"
     # the user's URL first, then the bundle's own files, all relative
     assert entry(doc, "gang_scheduling")["evidence"] == [
-        "https://docs.example.com/ai-platform/gang-scheduling", "report.html", "notebooks/gang_scheduling.ipynb",
-        "results/gang_scheduling.json", "evidence/gang_scheduling"]
+        "https://docs.example.com/ai-platform/gang-scheduling",
+        "report.html",
+        "notebooks/gang_scheduling.ipynb",
+        "results/gang_scheduling.json",
+        "evidence/gang_scheduling",
+    ]
     # MUST judged not applicable, under implemented-with-note: Implemented plus the justification
     ca = entry(doc, "cluster_autoscaling")
     assert ca["status"] == "Implemented" and ca["notes"].startswith("Not applicable to this configuration:")
@@ -64,9 +68,18 @@ def test_passing_run_builds_a_valid_bundle(passing):
 def test_bundle_files_and_checksums(passing):
     bundle = build(passing, TEMPLATE, METADATA)
     out = bundle.out_dir
-    for name in ("PRODUCT.yaml", "README.md", "SHA256SUMS", "report.html", "junit_01.xml", "e2e.log", "run.json",
-                 "results/gang_scheduling.json", "notebooks/gang_scheduling.ipynb",
-                 "evidence/gang_scheduling/summary.txt"):
+    for name in (
+        "PRODUCT.yaml",
+        "README.md",
+        "SHA256SUMS",
+        "report.html",
+        "junit_01.xml",
+        "e2e.log",
+        "run.json",
+        "results/gang_scheduling.json",
+        "notebooks/gang_scheduling.ipynb",
+        "evidence/gang_scheduling/summary.txt",
+    ):
         assert (out / name).is_file(), name
     lines = (out / "SHA256SUMS").read_text().splitlines()
     listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
@@ -89,7 +102,9 @@ def test_readme_is_generated_from_the_filled_product(passing):
     assert "| ✅ Implemented | 10 |" in text and "| ⚪ N/A | 2 |" in text and "| **Total** | **12** |" in text
     assert "| 📅 Scheduling & Orchestration | [Gang Scheduling](#req-gang_scheduling) | MUST | ✅ Implemented |" in text
     assert "#### ✅ DRA Support (`dra_support`)" in text
-    assert "- [docs.example.com/ai-platform/gang-scheduling](https://docs.example.com/ai-platform/gang-scheduling)" in text
+    assert (
+        "- [docs.example.com/ai-platform/gang-scheduling](https://docs.example.com/ai-platform/gang-scheduling)" in text
+    )
     assert "- [report.html](report.html)" in text
     assert "> Fixture description of gang_scheduling." in text  # the template's description, from PRODUCT.yaml
     assert text.rstrip().endswith("*Generated from PRODUCT.yaml by aiconf 0.1.0*")
@@ -100,7 +115,8 @@ def test_na_policy_makes_a_must_na_and_the_bundle_invalid(passing, tmp_path):
     assert entry(product(bundle), "cluster_autoscaling")["status"] == "N/A"
     assert not bundle.valid
     assert [str(p) for p in bundle.problems if p.severity == "error"] == [
-        "cluster_autoscaling: MUST requirement has status 'N/A'; the program accepts only 'Implemented'"]
+        "cluster_autoscaling: MUST requirement has status 'N/A'; the program accepts only 'Implemented'"
+    ]
     assert any("validator rejects any MUST" in w for w in bundle.warnings)
 
 
@@ -114,8 +130,14 @@ def test_mixed_run_leaves_undecided_requirements_for_the_auditor(tmp_path):
     assert entry(doc, "ai_service_metrics")["evidence"] == []  # not selected in this run
     assert entry(doc, "driver_runtime_management")["status"] == ""  # a SHOULD not evaluated stays unanswered
     errors = {p.where for p in bundle.problems if p.severity == "error"}
-    assert errors == {"ai_inference", "gang_scheduling", "accelerator_metrics", "ai_service_metrics",
-                      "secure_accelerator_access", "robust_controller"}
+    assert errors == {
+        "ai_inference",
+        "gang_scheduling",
+        "accelerator_metrics",
+        "ai_service_metrics",
+        "secure_accelerator_access",
+        "robust_controller",
+    }
     assert any("simulated" in w for w in bundle.warnings)
 
 

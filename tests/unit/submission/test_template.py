@@ -76,14 +76,18 @@ def test_round_trip_keeps_comments_order_and_text():
         for b, a in zip(before["spec"][cat], after["spec"][cat], strict=True):
             assert list(a) == list(b)
             # only status, evidence and notes changed; id, description and level are the template's
-            assert {k: a[k] for k in ("id", "description", "level")} == {k: b[k] for k in ("id", "description", "level")}
+            assert {k: a[k] for k in ("id", "description", "level")} == {
+                k: b[k] for k in ("id", "description", "level")
+            }
             assert a["status"] == "Implemented" and a["evidence"][0] == "report.html" and a["notes"]
     assert after["metadata"]["platformName"] == "Example"
     assert after["metadata"]["platformVersion"] == "4.2"  # a string, quoted like the template
     assert 'platformVersion: "4.2"' in out
     assert "kubernetesVersion: v1.35\n" in out  # left plain, as the template wrote it
     # lines that were not filled are byte-identical
-    untouched = [line for line in original.splitlines() if "description:" in line or "level:" in line or "- id:" in line]
+    untouched = [
+        line for line in original.splitlines() if "description:" in line or "level:" in line or "- id:" in line
+    ]
     for line in untouched:
         assert line in out.splitlines()
 
@@ -104,8 +108,14 @@ def test_indentation_is_detected():
 
 def test_fill_metadata_adds_missing_required_key_and_drops_optional():
     tpl = load_template(DATA / "AIConformance-1.36.yaml")
-    warnings = fill_metadata(tpl, {"k8s_conformance_url": "https://github.com/cncf/k8s-conformance/tree/master/v1.36/x",
-                                   "repoUrl": None, "favouriteColour": "blue"})
+    warnings = fill_metadata(
+        tpl,
+        {
+            "k8s_conformance_url": "https://github.com/cncf/k8s-conformance/tree/master/v1.36/x",
+            "repoUrl": None,
+            "favouriteColour": "blue",
+        },
+    )
     meta = tpl.doc["metadata"]
     assert meta["k8sConformanceUrl"].endswith("/v1.36/x")
     assert "repoUrl" not in meta
@@ -139,8 +149,16 @@ def test_user_input_flat_form(tmp_path):
         ("metadata: {}\nreadme: {title: x}\n", "readme may only have"),
         ("metadata: [\n", "not valid YAML"),
     ],
-    ids=["list", "unknown-section", "metadata-list", "evidence-scalar", "bad-status", "bad-answer-key",
-         "bad-readme-key", "not-yaml"],
+    ids=[
+        "list",
+        "unknown-section",
+        "metadata-list",
+        "evidence-scalar",
+        "bad-status",
+        "bad-answer-key",
+        "bad-readme-key",
+        "not-yaml",
+    ],
 )
 def test_bad_user_input(tmp_path, content, match):
     path = tmp_path / "m.yaml"

@@ -34,8 +34,14 @@ def valid_product(version: str = "1.35") -> dict:
     spec: dict[str, list] = {}
     for r in checklists.load().for_version(version):
         level = r.level(version)
-        entry = {"id": r.id, "description": f"placeholder {r.id}", "level": level, "status": "Implemented",
-                 "evidence": ["report.html"], "notes": ""}
+        entry = {
+            "id": r.id,
+            "description": f"placeholder {r.id}",
+            "level": level,
+            "status": "Implemented",
+            "evidence": ["report.html"],
+            "notes": "",
+        }
         if level == "SHOULD":
             entry.update(status="", evidence=[])
         spec.setdefault(r.category, []).append(entry)
@@ -75,9 +81,21 @@ def test_every_checklist_version_validates(tmp_path, version):
 
 
 # -- metadata ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("key", ["kubernetesVersion", "platformName", "platformVersion", "vendorName", "websiteUrl",
-                                 "documentationUrl", "productLogoUrl", "description", "contactEmailAddress",
-                                 "k8sConformanceUrl"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "kubernetesVersion",
+        "platformName",
+        "platformVersion",
+        "vendorName",
+        "websiteUrl",
+        "documentationUrl",
+        "productLogoUrl",
+        "description",
+        "contactEmailAddress",
+        "k8sConformanceUrl",
+    ],
+)
 def test_missing_required_metadata_is_an_error(tmp_path, key):
     product = valid_product()
     del product["metadata"][key]
@@ -92,8 +110,10 @@ def test_repo_url_is_optional(tmp_path):
 
 def test_snake_case_metadata_keys_are_accepted(tmp_path):
     product = valid_product()
-    product["metadata"] = {("k8s_conformance_url" if k == "k8sConformanceUrl" else
-                            "platform_name" if k == "platformName" else k): v for k, v in product["metadata"].items()}
+    product["metadata"] = {
+        ("k8s_conformance_url" if k == "k8sConformanceUrl" else "platform_name" if k == "platformName" else k): v
+        for k, v in product["metadata"].items()
+    }
     assert errors(validate(write(tmp_path, product))) == []
 
 
@@ -141,7 +161,7 @@ def test_png_logo_is_only_a_warning(tmp_path):
     assert any(p.where == "metadata.productLogoUrl" and p.severity == WARNING for p in problems)
 
 
-# -- vendor / landscape -------------------------------------------------------------------------------------------------
+# -- vendor / landscape ------------------------------------------------------------------------------------------------
 def test_landscape_members_strip_member_suffixes():
     members = landscape_members((DATA / "landscape.yml").read_text())
     assert members == {"Example Corp", "Other Vendor Inc."}
@@ -155,8 +175,9 @@ def test_vendor_not_in_landscape_is_an_error(tmp_path):
     product = valid_product()
     product["metadata"]["vendorName"] = "example corp"
     problems = errors(validate(write(tmp_path, product), landscape=DATA / "landscape.yml"))
-    assert problems == ["metadata.vendorName: 'example corp' is not a CNCF member in the landscape "
-                        "(did you mean 'Example Corp'?)"]
+    assert problems == [
+        "metadata.vendorName: 'example corp' is not a CNCF member in the landscape (did you mean 'Example Corp'?)"
+    ]
 
 
 def test_unreadable_landscape_is_unusable_input(tmp_path):
@@ -164,13 +185,15 @@ def test_unreadable_landscape_is_unusable_input(tmp_path):
         validate(write(tmp_path, valid_product()), landscape=tmp_path / "missing.yml")
 
 
-# -- spec structure -----------------------------------------------------------------------------------------------------
+# -- spec structure ----------------------------------------------------------------------------------------------------
 def test_missing_requirement_is_an_error(tmp_path):
     product = valid_product()
-    product["spec"]["schedulingOrchestration"] = [e for e in product["spec"]["schedulingOrchestration"]
-                                                  if e["id"] != "gang_scheduling"]
-    assert "gang_scheduling: is missing from spec.schedulingOrchestration (checklist 1.35)" in \
-        errors(validate(write(tmp_path, product)))
+    product["spec"]["schedulingOrchestration"] = [
+        e for e in product["spec"]["schedulingOrchestration"] if e["id"] != "gang_scheduling"
+    ]
+    assert "gang_scheduling: is missing from spec.schedulingOrchestration (checklist 1.35)" in errors(
+        validate(write(tmp_path, product))
+    )
 
 
 def test_missing_category_is_an_error(tmp_path):
@@ -207,13 +230,14 @@ def test_changed_level_is_a_warning(tmp_path):
     assert any(p.where == "dra_support" and "must not be changed" in p.message for p in problems)
 
 
-# -- status rules -------------------------------------------------------------------------------------------------------
+# -- status rules ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("status", ["Not Implemented", "Partially Implemented", "N/A"])
 def test_must_must_be_implemented(tmp_path, status):
     product = valid_product()
     entry(product, "gang_scheduling").update(status=status, notes="because")
-    assert f"gang_scheduling: MUST requirement has status '{status}'; the program accepts only 'Implemented'" in \
-        errors(validate(write(tmp_path, product)))
+    assert f"gang_scheduling: MUST requirement has status '{status}'; the program accepts only 'Implemented'" in errors(
+        validate(write(tmp_path, product))
+    )
 
 
 @pytest.mark.parametrize("status", ["Implemented", "Not Implemented", "Partially Implemented"])
@@ -228,8 +252,10 @@ def test_status_vocabulary(tmp_path, status):
     product = valid_product()
     entry(product, "gpu_sharing").update(status=status, evidence=["report.html"])
     problems = errors(validate(write(tmp_path, product)))
-    assert problems == [f"gpu_sharing: status '{status}' is not valid; expected one of: Implemented, Not Implemented, "
-                        "Partially Implemented, N/A"]
+    assert problems == [
+        f"gpu_sharing: status '{status}' is not valid; expected one of: Implemented, Not Implemented, "
+        "Partially Implemented, N/A"
+    ]
 
 
 def test_empty_should_without_evidence_is_skipped(tmp_path):
@@ -242,7 +268,8 @@ def test_empty_should_with_evidence_is_an_error(tmp_path):
     product = valid_product()
     entry(product, "gpu_sharing").update(status="", evidence=["report.html"])
     assert errors(validate(write(tmp_path, product))) == [
-        "gpu_sharing: status is empty; expected one of: Implemented, Not Implemented, Partially Implemented, N/A"]
+        "gpu_sharing: status is empty; expected one of: Implemented, Not Implemented, Partially Implemented, N/A"
+    ]
 
 
 def test_empty_must_is_an_error(tmp_path):
@@ -259,13 +286,14 @@ def test_na_needs_notes(tmp_path):
     assert errors(validate(write(tmp_path, product))) == []
 
 
-# -- evidence -----------------------------------------------------------------------------------------------------------
+# -- evidence ----------------------------------------------------------------------------------------------------------
 def test_missing_evidence_file_is_an_error(tmp_path):
     product = valid_product()
     entry(product, "ai_inference")["evidence"] = ["report.html", "evidence/ai_inference/missing.log"]
     problems = errors(validate(write(tmp_path, product)))
-    assert len(problems) == 1 and problems[0].startswith("ai_inference: evidence file 'evidence/ai_inference/missing.log'"
-                                                         " does not exist")
+    assert len(problems) == 1 and problems[0].startswith(
+        "ai_inference: evidence file 'evidence/ai_inference/missing.log' does not exist"
+    )
 
 
 def test_evidence_folder_and_leading_slash_resolve_like_the_program(tmp_path):
@@ -279,8 +307,10 @@ def test_evidence_folder_and_leading_slash_resolve_like_the_program(tmp_path):
 def test_scalar_evidence_is_an_error(tmp_path):
     product = valid_product()
     entry(product, "ai_inference")["evidence"] = "https://docs.example.com"
-    assert "ai_inference: evidence must be a list of strings (the program's validator cannot read a single str)" in \
-        errors(validate(write(tmp_path, product)))
+    assert (
+        "ai_inference: evidence must be a list of strings (the program's validator cannot read a single str)"
+        in errors(validate(write(tmp_path, product)))
+    )
 
 
 def test_non_string_evidence_entry_is_an_error(tmp_path):
@@ -320,7 +350,7 @@ def test_online_mode_reports_unreachable_urls(tmp_path, monkeypatch):
     assert problems == ["ai_inference: URL https://docs.example.com/gone is not reachable (HTTP 404)"]
 
 
-# -- version and unusable input -----------------------------------------------------------------------------------------
+# -- version and unusable input ----------------------------------------------------------------------------------------
 def test_version_comes_from_the_folder_first(tmp_path):
     product = valid_product("1.36")  # 1.36 content in a v1.35 folder: checked as 1.35, so dra_support is missing
     path = write(tmp_path, product, folder="v1.35/x")
@@ -355,6 +385,8 @@ def test_unusable_input_raises_config_error(tmp_path, content, match):
 
 
 def test_problem_prints_as_one_line_with_the_requirement_id():
-    assert str(Problem("gang_scheduling", "MUST requirement has status 'N/A'")) == \
-        "gang_scheduling: MUST requirement has status 'N/A'"
+    assert (
+        str(Problem("gang_scheduling", "MUST requirement has status 'N/A'"))
+        == "gang_scheduling: MUST requirement has status 'N/A'"
+    )
     assert str(Problem("file", "x", WARNING)) == "warning: file: x"
