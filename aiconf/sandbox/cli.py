@@ -8,6 +8,7 @@ line on stderr and exit code 2; ``--debug`` shows the traceback. Progress goes t
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def up(ctx: click.Context, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int, g
     """Start the sandbox (says so and exits 0 if it already runs)."""
     addons = resolve_addons(addon_names, no_addons)
     sb = _sandbox(ctx)
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so a half-started sandbox is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     st = sb.up(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes, gpu_taint=gpu_taint,
                addons=addons)
     if st.get("already_up"):

@@ -464,7 +464,7 @@ class Sandbox:
             return {**current, "already_up": True}
         if current["state"] != "absent":
             self.progress(f"[up] cleaning up a {current['state']} sandbox left in {self.state_dir}")
-            self._down(quiet=True)
+            self._down(quiet=True, keep_root=True)  # keep the folder: this call holds its lock
 
         started = time.monotonic()
         # The Kubernetes client takes ~0.5 s to import; do it while etcd and the API server start.
@@ -857,7 +857,7 @@ class Sandbox:
         with self._lock():
             return self._down(quiet)
 
-    def _down(self, quiet: bool = False) -> dict:
+    def _down(self, quiet: bool = False, keep_root: bool = False) -> dict:
         say = (lambda m: None) if quiet else self.progress
         state = self._load_state()
         if state is None:
@@ -882,7 +882,7 @@ class Sandbox:
                 self._save_state(state)
             raise SandboxError("sandbox down incomplete: " + "; ".join(
                 [f"{n} survived SIGKILL" for n in survivors] + problems))
-        self._remove_state_dir()
+        self._remove_state_dir(keep_root)
         say(f"[down] stopped {', '.join(names) or 'nothing'}; removed routes {', '.join(routes) or '-'}; "
             f"deleted {self.state_dir}")
         return {"stopped": names, "routes_removed": routes}
@@ -894,16 +894,24 @@ class Sandbox:
             return False
         return cwd == self.state_dir or self.state_dir in cwd.parents
 
-    def _remove_state_dir(self) -> None:
+    def _remove_state_dir(self, keep_root: bool = False) -> None:
         d = self.state_dir
         # Guard against a mistyped AICONF_SANDBOX_DIR: only delete folders that look like a sandbox.
         if d == Path(d.anchor) or d == Path.home():
             raise SandboxError(f"refusing to delete {d}")
-        if d.exists():
-            looks_ours = any((d / m).exists() for m in ("sandbox.json", "pids", "pki", "logs")) or not any(d.iterdir())
-            if not looks_ours:
-                raise SandboxError(f"refusing to delete {d}: it does not look like a sandbox state dir")
+        if not d.exists():
+            return
+        looks_ours = any((d / m).exists() for m in ("sandbox.json", "pids", "pki", "logs")) or not any(d.iterdir())
+        if not looks_ours:
+            raise SandboxError(f"refusing to delete {d}: it does not look like a sandbox state dir")
+        if not keep_root:
             shutil.rmtree(d)
+            return
+        for child in d.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 def plan_lines(cfg: comp.ClusterConfig, spec: NodeSpec, addons: Sequence[Addon] = ()) -> list[str]:
