@@ -390,3 +390,56 @@ def test_problem_prints_as_one_line_with_the_requirement_id():
         == "gang_scheduling: MUST requirement has status 'N/A'"
     )
     assert str(Problem("file", "x", WARNING)) == "warning: file: x"
+
+
+# -- online, against a server on the loopback address only ----------------------------------------------------------
+@pytest.fixture
+def local_server():
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 - http.server's naming
+            if self.path == "/no-head":
+                self.send_response(405)
+            else:
+                self.send_response(200 if self.path.startswith("/ok") else 404)
+            self.end_headers()
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200 if self.path in ("/ok", "/no-head") else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_url_problem_head_then_get(local_server):
+    from aiconf.submission.validator import url_problem
+
+    assert url_problem(f"{local_server}/ok", 5) is None
+    assert url_problem(f"{local_server}/no-head", 5) is None  # HEAD refused, GET answers
+    assert url_problem(f"{local_server}/missing", 5) == "HTTP 404"
+
+
+def test_online_validation_checks_metadata_and_evidence_urls(tmp_path, local_server, monkeypatch):
+    import aiconf.submission.validator as v
+
+    product = valid_product()
+    for key in ("websiteUrl", "repoUrl", "documentationUrl", "productLogoUrl"):
+        product["metadata"][key] = f"{local_server}/ok/{key}.svg"
+    entry(product, "ai_inference")["evidence"] = [f"{local_server}/missing"]
+    real = v.url_problem
+    # k8sConformanceUrl must point at github.com, which this machine cannot reach: answer that one locally
+    monkeypatch.setattr(
+        v, "url_problem", lambda url, t: None if url.startswith("https://github.com/") else real(url, t)
+    )
+    errs = errors(validate(write(tmp_path, product), offline=False, timeout_s=5))
+    assert errs == [f"ai_inference: URL {local_server}/missing is not reachable (HTTP 404)"]
