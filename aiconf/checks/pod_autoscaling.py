@@ -430,7 +430,8 @@ class LoadDriver:
                 metric=round(sum(values.values()) / len(values), 3) if values else None,
                 hpa_metric=hpa_metric_value(h, p.hpa_metric_name),
                 target=p.hpa_target_value, load_total=self.total,
-                desired=st.get("desiredReplicas"), current=st.get("currentReplicas"),
+                desired=st.get("desiredReplicas") or None,  # 0 = not computed yet (minReplicas is >= 1)
+                current=st.get("currentReplicas"),
                 ready=(d.get("status") or {}).get("readyReplicas") or 0, pods=len(active),
                 pods_on_accelerators=sum(1 for x in active if (x.get("spec") or {}).get("nodeName") in self.gpu_nodes),
                 pending=sum(1 for x in active if not (x.get("spec") or {}).get("nodeName")),
@@ -489,22 +490,24 @@ def draw_curve(ax: Any, result: Any) -> None:
         ax.set_axis_off()
         return
     data = frame[frame["ready"].notna()] if "ready" in frame else frame  # samples, not marker rows
-    ax.plot(data["t_s"], data["metric"], color="#1f6feb", label="metric per pod (custom metrics API)")
+    ax.step(data["t_s"], data["metric"], where="post", color="#1f6feb", label="metric per pod (custom metrics API)")
     if "target" in data:
         ax.plot(data["t_s"], data["target"], color="#1f6feb", linestyle="--", linewidth=1, label="target")
     ax.set_xlabel("seconds")
     ax.set_ylabel("metric per pod", color="#1f6feb")
     right = ax.twinx()
-    for col, colour, style in (("desired", "#cf222e", "-"), ("current", "#9a6700", "--"), ("ready", "#1a7f37", "-")):
+    for col, colour, style, width in (("desired", "#cf222e", "-", 4), ("current", "#9a6700", "--", 1.5),
+                                      ("ready", "#1a7f37", "-", 1.5)):
         if col in data:
-            right.step(data["t_s"], data[col], where="post", color=colour, linestyle=style, label=f"{col} replicas")
+            right.step(data["t_s"], data[col], where="post", color=colour, linestyle=style, linewidth=width,
+                       alpha=0.45 if col == "desired" else 1, label=f"{col} replicas")
     right.set_ylabel("replicas")
     right.set_ylim(bottom=0)
     right.yaxis.get_major_locator().set_params(integer=True)
     _markers(ax, frame)
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="x-small", loc="upper left")
+    right.legend(lines[0] + more[0], lines[1] + more[1], fontsize="x-small", loc="center right", framealpha=0.9)
     ax.set_title("HPA scaling curve")
 
 
@@ -751,7 +754,26 @@ def _scale_up(ctx: CheckContext, ns: str, driver: LoadDriver, curve: Any, gpu_no
                 ctx.proves(f"the HPA scaled a Deployment of pods holding {p.gpu_resource_name} from {p.hpa_min_replicas} to "
                            f"{p.hpa_max_replicas} replicas on the Pods metric {p.hpa_metric_name} read through "
                            f"{CUSTOM}, and the new pods were placed on accelerator nodes")
+        if not timed_out and p.hpa_peak_hold_s > 0:
+            _hold_peak(ctx, ns, curve, driver)
         return True
+
+
+def _hold_peak(ctx: CheckContext, ns: str, curve: Any, driver: LoadDriver) -> None:
+    """Keep the load on for ``hpa_peak_hold_s`` and watch that the HPA holds maxReplicas (the per-pod metric is now
+    lower, total load unchanged): a drop means the HPA oscillates under steady load."""
+    p = ctx.params
+    with ctx.step(f"hold the load for {p.hpa_peak_hold_s}s at the peak"):
+        try:
+            obj = ctx.kube.wait_for("autoscaling/v2", "HorizontalPodAutoscaler", "inference", ns,
+                                    lambda o: ((o or {}).get("status") or {}).get("desiredReplicas", p.hpa_max_replicas) < p.hpa_max_replicas,
+                                    p.hpa_peak_hold_s, "desiredReplicas to drop under steady load", describe=hpa_state)
+            curve.mark("replicas dropped under load")
+            driver.tick_safely()
+            ctx.note(f"the HPA lowered desiredReplicas under unchanged load during the hold: {hpa_state(obj)}")
+            ctx.metric("hpa_held_peak", False)
+        except WaitTimeout:
+            ctx.metric("hpa_held_peak", True)  # the expected outcome: nothing changed during the hold
 
 
 def _scale_down(ctx: CheckContext, ns: str, driver: LoadDriver, curve: Any) -> None:
