@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from aiconf.errors import SandboxError
-from aiconf.sandbox.addons import ALL, DEFAULT, custom_metrics, gatewayapi, kuberay, kueue
+from aiconf.sandbox.addons import ALL, DEFAULT, custom_metrics, gatewayapi, karpenter, kuberay, kueue
 from aiconf.sandbox.addons._common import create_custom_object
 from aiconf.sandbox.addons.metrics_adapter_server import format_quantity, parse_value
 
@@ -27,6 +27,7 @@ def test_registry_order_and_defaults():
     names = list(ALL)
     assert names.index("kuberay") < names.index("kueue"), "Kueue enables its Ray integration only if KubeRay is up first"
     assert set(DEFAULT) == {"gateway-api", "kuberay", "kueue", "custom-metrics"}
+    assert "karpenter" in ALL and not ALL["karpenter"].default
     for addon in ALL.values():
         assert addon.summary and callable(addon.start)
 
@@ -134,6 +135,7 @@ _ADDON_MARKERS = {
     "kueue": ("clusterqueue", kueue.CLUSTER_QUEUE),
     "kuberay": ("validatingwebhookconfiguration", kuberay.WEBHOOK_CONFIGURATION),
     "custom-metrics": ("apiservice", custom_metrics.APISERVICE),
+    "karpenter": ("nodepool", karpenter.NODE_POOL),
 }
 
 
@@ -354,3 +356,38 @@ def test_kueue_admits_a_raycluster_through_its_ray_integration(sb, namespace):
     wl = _poll("the RayCluster's Workload to be admitted", admitted, 60)
     assert sum(ps["count"] for ps in wl["spec"]["podSets"]) == 3, "head + 2 workers form one gang"
     _poll("the admitted RayCluster to reach state ready", lambda: _get(sb, "raycluster", "queued", "-n", namespace).get("status", {}).get("state") == "ready", 120, interval_s=2)
+
+
+@sandbox
+def test_karpenter_adds_a_gpu_node_for_a_pending_pod_and_removes_it(sb, namespace):
+    _require(sb, "karpenter")
+    pool_label = f"karpenter.sh/nodepool={karpenter.NODE_POOL}"
+    before = {n["metadata"]["name"] for n in _get(sb, "nodes", "-l", pool_label)["items"]}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "needs-gpus", "namespace": namespace},
+        "spec": {
+            # only an autoscaled node matches, so the pod is pending until Karpenter adds one
+            "nodeSelector": {"karpenter.sh/nodepool": karpenter.NODE_POOL},
+            "containers": [{"name": "c", "image": "registry.invalid/cuda:1", "resources": {"limits": {"nvidia.com/gpu": "4"}}}],
+        },
+    }
+    sb.apply([pod])
+
+    def running_on_new_node():
+        p = _get(sb, "pod", "needs-gpus", "-n", namespace)
+        node = p["spec"].get("nodeName")
+        return node if node and node not in before and p["status"].get("phase") == "Running" else None
+
+    node = _poll("Karpenter to add a GPU node and the pod to run on it", running_on_new_node, 120, interval_s=2)
+    labels = _get(sb, "node", node)["metadata"]["labels"]
+    assert labels.get("nvidia.com/gpu.present") == "true"
+    assert labels.get("node.kubernetes.io/instance-type") == karpenter.INSTANCE_TYPE
+
+    sb.kubectl("delete", "pod", "needs-gpus", "-n", namespace, "--wait=false")
+
+    def node_gone():
+        return node not in {n["metadata"]["name"] for n in _get(sb, "nodes", "-l", pool_label)["items"]}
+
+    _poll("Karpenter to remove the empty node", node_gone, 180, interval_s=3)

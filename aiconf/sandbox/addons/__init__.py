@@ -4,16 +4,17 @@
 CRD-only add-ons first, KubeRay before Kueue (Kueue enables its Ray integration only when the RayCluster CRD
 exists when it starts). ``DEFAULT`` lists the names started by ``aiconf sandbox up`` without ``--addons``.
 
-cluster-autoscaler is absent: the Go module proxy refuses it (see :mod:`.cluster_autoscaler`).
+cluster-autoscaler is absent: the Go module proxy refuses it (see :mod:`.cluster_autoscaler`). Node autoscaling
+comes from ``karpenter`` (Karpenter's kwok provider), not started by default.
 """
 
 from __future__ import annotations
 
 from aiconf.sandbox.addon import Addon
-from aiconf.sandbox.addons import custom_metrics, gatewayapi, kuberay, kueue
+from aiconf.sandbox.addons import custom_metrics, gatewayapi, karpenter, kuberay, kueue
 
 ALL: dict[str, Addon] = {
-    a.name: a for a in (gatewayapi.ADDON, kuberay.ADDON, kueue.ADDON, custom_metrics.ADDON)
+    a.name: a for a in (gatewayapi.ADDON, kuberay.ADDON, kueue.ADDON, custom_metrics.ADDON, karpenter.ADDON)
 }
 DEFAULT: tuple[str, ...] = tuple(name for name, a in ALL.items() if a.default)
 

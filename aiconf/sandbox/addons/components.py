@@ -207,3 +207,186 @@ KUBERAY = GoComponent(
     main_go=KUBERAY_MAIN_GO,
     binary_names=("ray-operator",),
 )
+
+KARPENTER_VERSION = "v1.14.1"
+
+#: Karpenter's kwok cloud provider (``sigs.k8s.io/karpenter/kwok``), a real node autoscaler that provisions kwok
+#: nodes for pending pods. Upstream's ``operator.NewOperator`` binds metrics and health probes to ``:<port>`` on
+#: every interface with no way to pass a host; this entry point is upstream's ``kwok/main.go`` plus a condensed
+#: ``NewOperator`` and ``setupIndexers`` from ``pkg/operator/operator.go`` (v1.14.1, Apache-2.0, The Kubernetes
+#: Authors) that bind ``127.0.0.1``. Profiling handlers and the memory-limit tuning are left out. v1.14.1 is the
+#: newest release whose go.mod accepts Go 1.26.8 (v1.14.3 wants 1.26.10, v1.15.0 1.26.9).
+KARPENTER_MAIN_GO = r"""// Sandbox entry point for Karpenter's kwok provider, from sigs.k8s.io/karpenter@v1.14.1 kwok/main.go and
+// pkg/operator/operator.go (Copyright The Kubernetes Authors, Apache-2.0).
+// Change: metrics and health probes bind 127.0.0.1 (upstream: every interface).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/awslabs/operatorpkg/serrors"
+	"github.com/go-logr/zapr"
+	"github.com/samber/lo"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kwok "sigs.k8s.io/karpenter/kwok/cloudprovider"
+	v1 "sigs.k8s.io/karpenter/pkg/apis/v1"
+	"sigs.k8s.io/karpenter/pkg/cloudprovider/overlay"
+	"sigs.k8s.io/karpenter/pkg/controllers"
+	"sigs.k8s.io/karpenter/pkg/controllers/nodeoverlay"
+	"sigs.k8s.io/karpenter/pkg/controllers/state"
+	"sigs.k8s.io/karpenter/pkg/events"
+	"sigs.k8s.io/karpenter/pkg/operator"
+	"sigs.k8s.io/karpenter/pkg/operator/injection"
+	"sigs.k8s.io/karpenter/pkg/operator/logging"
+	"sigs.k8s.io/karpenter/pkg/operator/options"
+)
+
+func newOperator() (context.Context, *operator.Operator) {
+	ctx := injection.WithOptionsOrDie(context.Background(), options.Injectables...)
+	logger := serrors.NewLogger(zapr.NewLogger(logging.NewLogger(ctx, "controller")))
+	log.SetLogger(logger)
+	klog.SetLogger(logger)
+
+	config := ctrl.GetConfigOrDie()
+	leaderConfig := rest.CopyConfig(config)
+	config.QPS = float32(options.FromContext(ctx).KubeClientQPS)
+	config.Burst = options.FromContext(ctx).KubeClientBurst
+	config.UserAgent = fmt.Sprintf("%s/%s", operator.AppName, operator.Version)
+	kubernetesInterface := kubernetes.NewForConfigOrDie(config)
+
+	mgrOpts := ctrl.Options{
+		Logger:                        logging.IgnoreDebugEvents(logger),
+		LeaderElection:                !options.FromContext(ctx).DisableLeaderElection,
+		LeaderElectionID:              options.FromContext(ctx).LeaderElectionName,
+		LeaderElectionNamespace:       options.FromContext(ctx).LeaderElectionNamespace,
+		LeaderElectionResourceLock:    resourcelock.LeasesResourceLock,
+		LeaderElectionReleaseOnCancel: true,
+		LeaderElectionConfig:          leaderConfig,
+		Metrics:                       server.Options{BindAddress: fmt.Sprintf("127.0.0.1:%d", options.FromContext(ctx).MetricsPort)},
+		HealthProbeBindAddress:        fmt.Sprintf("127.0.0.1:%d", options.FromContext(ctx).HealthProbePort),
+		BaseContext: func() context.Context {
+			ctx := log.IntoContext(context.Background(), logger)
+			return injection.WithOptionsOrDie(ctx, options.Injectables...)
+		},
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				&coordinationv1.Lease{}: {Field: fields.SelectorFromSet(fields.Set{"metadata.namespace": "kube-node-lease"})},
+			},
+		},
+	}
+	mgr, err := ctrl.NewManager(config, mgrOpts)
+	mgr = lo.Must(mgr, err, "failed to setup manager")
+	setupIndexers(ctx, mgr)
+	lo.Must0(mgr.AddReadyzCheck("manager", func(req *http.Request) error {
+		return lo.Ternary(mgr.GetCache().WaitForCacheSync(req.Context()), nil, fmt.Errorf("failed to sync caches"))
+	}))
+	lo.Must0(mgr.AddReadyzCheck("crd", func(_ *http.Request) error {
+		for _, obj := range []client.Object{&v1.NodePool{}, &v1.NodeClaim{}} {
+			gvk, err := apiutil.GVKForObject(obj, scheme.Scheme)
+			if err != nil {
+				return err
+			}
+			if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	lo.Must0(mgr.AddHealthzCheck("healthz", healthz.Ping))
+	lo.Must0(mgr.AddReadyzCheck("readyz", healthz.Ping))
+	return ctx, &operator.Operator{
+		Manager:             mgr,
+		KubernetesInterface: kubernetesInterface,
+		EventRecorder:       events.NewRecorder(mgr.GetEventRecorderFor(operator.AppName)), //nolint:staticcheck
+		Clock:               clock.RealClock{},
+		InstanceTypeStore:   nodeoverlay.NewInstanceTypeStore(),
+	}
+}
+
+func setupIndexers(ctx context.Context, mgr manager.Manager) {
+	idx := mgr.GetFieldIndexer()
+	lo.Must0(idx.IndexField(ctx, &corev1.Pod{}, "spec.nodeName", func(o client.Object) []string {
+		return []string{o.(*corev1.Pod).Spec.NodeName}
+	}), "failed to setup pod indexer")
+	lo.Must0(idx.IndexField(ctx, &corev1.Node{}, "spec.providerID", func(o client.Object) []string {
+		return []string{o.(*corev1.Node).Spec.ProviderID}
+	}), "failed to setup node provider id indexer")
+	lo.Must0(idx.IndexField(ctx, &storagev1.VolumeAttachment{}, "spec.nodeName", func(o client.Object) []string {
+		return []string{o.(*storagev1.VolumeAttachment).Spec.NodeName}
+	}), "failed to setup volumeattachment indexer")
+	failOpen := func(err error, msg string) {
+		noKindMatchError := &meta.NoKindMatchError{}
+		if errors.As(err, &noKindMatchError) {
+			log.FromContext(ctx).Error(err, msg)
+		} else if err != nil {
+			panic(fmt.Sprintf("%s, %s", err, msg))
+		}
+	}
+	failOpen(idx.IndexField(ctx, &v1.NodeClaim{}, "status.providerID", func(o client.Object) []string {
+		return []string{o.(*v1.NodeClaim).Status.ProviderID}
+	}), "failed to setup nodeclaim provider id indexer")
+	failOpen(idx.IndexField(ctx, &v1.NodeClaim{}, "spec.nodeClassRef.group", func(o client.Object) []string {
+		return []string{o.(*v1.NodeClaim).Spec.NodeClassRef.Group}
+	}), "failed to setup nodeclaim nodeclassref apiversion indexer")
+	failOpen(idx.IndexField(ctx, &v1.NodeClaim{}, "spec.nodeClassRef.kind", func(o client.Object) []string {
+		return []string{o.(*v1.NodeClaim).Spec.NodeClassRef.Kind}
+	}), "failed to setup nodeclaim nodeclassref kind indexer")
+	failOpen(idx.IndexField(ctx, &v1.NodeClaim{}, "spec.nodeClassRef.name", func(o client.Object) []string {
+		return []string{o.(*v1.NodeClaim).Spec.NodeClassRef.Name}
+	}), "failed to setup nodeclaim nodeclassref name indexer")
+	failOpen(idx.IndexField(ctx, &v1.NodePool{}, "spec.template.spec.nodeClassRef.group", func(o client.Object) []string {
+		return []string{o.(*v1.NodePool).Spec.Template.Spec.NodeClassRef.Group}
+	}), "failed to setup nodepool nodeclassref apiversion indexer")
+	failOpen(idx.IndexField(ctx, &v1.NodePool{}, "spec.template.spec.nodeClassRef.kind", func(o client.Object) []string {
+		return []string{o.(*v1.NodePool).Spec.Template.Spec.NodeClassRef.Kind}
+	}), "failed to setup nodepool nodeclassref kind indexer")
+	failOpen(idx.IndexField(ctx, &v1.NodePool{}, "spec.template.spec.nodeClassRef.name", func(o client.Object) []string {
+		return []string{o.(*v1.NodePool).Spec.Template.Spec.NodeClassRef.Name}
+	}), "failed to setup nodepool nodeclassref name indexer")
+}
+
+func main() {
+	ctx, op := newOperator()
+	instanceTypes, err := kwok.ConstructInstanceTypes(ctx)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "failed constructing instance types")
+	}
+	undecorated := kwok.NewCloudProvider(ctx, op.GetClient(), instanceTypes)
+	cloudProvider := overlay.Decorate(undecorated, op.GetClient(), op.InstanceTypeStore)
+	clusterState := state.NewCluster(op.Clock, op.GetClient(), cloudProvider)
+	op.WithControllers(ctx, controllers.NewControllers(
+		ctx, op.Manager, op.Clock, op.GetClient(), op.EventRecorder, cloudProvider, undecorated, clusterState,
+		op.InstanceTypeStore,
+	)...).Start(ctx)
+}
+"""
+
+KARPENTER = GoComponent(
+    name="karpenter-kwok",
+    module="sigs.k8s.io/karpenter",
+    version=KARPENTER_VERSION,
+    main_go=KARPENTER_MAIN_GO,
+    binary_names=("karpenter-kwok",),
+)
