@@ -8,13 +8,13 @@
 # folder). The report reads only the run folder; it never contacts the cluster.
 
 # %% tags=["parameters"]
-run_dir = ""  # the run folder (outputs/<run-id>); the report builder injects it
+run_dir = ""  # the run folder (outputs/<run-id>); empty: outputs/latest. The report builder injects it
 baseline_dir = ""  # an earlier run folder to compare with (empty: no comparison)
 
 # %%
 from aiconf.report import summary
 
-run = summary.load(run_dir or ".")
+run = summary.load(run_dir)
 summary.header(run)
 
 # %% [markdown]

@@ -37,10 +37,22 @@ VERDICT_MEANING = {
 }
 
 CHART_DPI = 100
+MAX_LISTED_FILES = 10
 
 
 def load(run_dir: str | Path) -> Run:
-    """The run folder the notebook reports on (see :func:`aiconf.report.run.load_run`)."""
+    """The run folder the notebook reports on (see :func:`aiconf.report.run.load_run`).
+
+    Empty (the notebook opened by hand in JupyterLab): the latest run, ``outputs/latest`` beside or above the
+    notebook's folder.
+    """
+    if not run_dir:
+        for candidate in (Path("outputs/latest"), Path("../outputs/latest")):
+            if (candidate / "run.json").is_file():
+                run_dir = candidate
+                break
+        else:
+            run_dir = "."
     return load_run(run_dir)
 
 
@@ -367,6 +379,11 @@ def links(run: Run, result: RequirementResult) -> Html:
         exists = (run.run_dir / rel).exists()
         mark = "" if exists else " <em>(missing)</em>"
         items.append(f'<li>{esc(kind)}: <a href="{esc(rel)}">{esc(rel)}</a>{mark}</li>')
+    if len(items) > MAX_LISTED_FILES:  # pod logs and object dumps can be many: keep the section readable
+        rest = items[MAX_LISTED_FILES:]
+        items = items[:MAX_LISTED_FILES] + [
+            f"<li><details><summary>{len(rest)} more file(s)</summary><ul>{''.join(rest)}</ul></details></li>"
+        ]
     notebook_status = (run.notebooks.get(rid) or {}).get("status")
     extra = f"<p><small>notebook status: {esc(notebook_status)}</small></p>" if notebook_status else ""
     body = "".join(items) or "<li><em>no files</em></li>"

@@ -156,3 +156,24 @@ def test_export_has_no_code_no_stderr_and_no_cdn():
 )
 def test_external_references(snippet, found):
     assert external_references(f"<html><head></head><body>{snippet}</body></html>") == found
+
+
+def test_long_file_lists_are_collapsed(tmp_path):
+    target = tmp_path / "mixed"
+    shutil.copytree(RUNS / "mixed", target)
+    run = load_run(target)
+    result = run.results["gang_scheduling"]
+    for i in range(12):
+        rel = f"evidence/gang_scheduling/logs/pod-{i}.log"
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_text("log\n")
+        result.evidence.append(rel)
+    html = summary.links(run, result).html
+    assert "<summary>7 more file(s)</summary>" in html  # notebook + result + 3 evidence + 12 logs = 17, 10 shown
+
+
+def test_empty_run_dir_means_the_latest_run(tmp_path, monkeypatch):
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "latest").symlink_to(RUNS / "mixed")
+    monkeypatch.chdir(tmp_path)
+    assert summary.load("").run_id == "20261120-100000-a1b2c3"
