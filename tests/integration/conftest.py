@@ -42,8 +42,8 @@ def kube_sandbox(tmp_path_factory) -> KubeSandbox:
         return
     from aiconf.sandbox.cli import resolve_addons
 
-    names = os.environ.get("AICONF_TEST_SANDBOX_ADDONS")
-    addons = resolve_addons(names, no_addons=not names)
+    names = os.environ.get("AICONF_TEST_SANDBOX_ADDONS") or None  # None = the default add-ons
+    addons = resolve_addons(None if names == "none" else names, no_addons=names == "none")
     state_dir = tmp_path_factory.mktemp("sandbox") / "state"
     sb = Sandbox(state_dir, progress=lambda m: print(m, file=sys.stderr, flush=True))
     sb.up(gpu_nodes=2, gpus_per_node=8, cpu_nodes=1, addons=addons)
