@@ -131,3 +131,25 @@ def test_commands_are_mountable_by_name():
 
     assert {cli.report.name, cli.compare.name, cli.submission.name} == {"report", "compare", "submission"}
     assert set(cli.submission.commands) == {"build", "validate"}
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["report", "/nonexistent/run"], "aiconf: error: run folder /nonexistent/run does not exist"),
+        (
+            ["submission", "validate", "/nonexistent/PRODUCT.yaml"],
+            "aiconf: error: /nonexistent/PRODUCT.yaml does not exist or is not a file",
+        ),
+    ],
+    ids=["report", "submission-validate"],
+)
+def test_mounted_in_the_main_cli(args, line):
+    """Through ``aiconf`` itself (aiconf/cli.py mounts these commands): one line on stderr, exit 2."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("aiconf.cli", reason="the main CLI is not importable")
+    r = subprocess.run([sys.executable, "-m", "aiconf.cli", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [line]
