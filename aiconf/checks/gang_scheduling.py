@@ -38,7 +38,7 @@ from kubernetes.client.exceptions import ApiException
 from aiconf import display
 from aiconf.checks.robust_controller import AdmissionOutcome, find_webhooks, inspect_backend, parse_selector, submit
 from aiconf.context import LABEL_REQUIREMENT, LABEL_RUN_ID
-from aiconf.errors import ConfigError, WaitTimeout
+from aiconf.errors import AiconfError, ConfigError, WaitTimeout
 from aiconf.kube import condition
 from aiconf.model import Verdict
 from aiconf.registry import check
@@ -289,7 +289,7 @@ def _ts(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromisoformat(value)
     except ValueError:
         return None
 
@@ -446,7 +446,7 @@ def kueue_configuration(kube: Kube, namespaces: list[str]) -> dict[str, Any]:
     for ns in namespaces:
         try:
             cms = kube.list("v1", "ConfigMap", ns)
-        except Exception as e:  # RBAC or absent namespace: the configuration is simply not readable here
+        except (ApiException, AiconfError) as e:  # RBAC or no such namespace: then it is simply not readable here
             return {"readable": False, "why": f"ConfigMaps in {ns} cannot be listed: {e}"}
         for cm in cms:
             for key, text in (cm.get("data") or {}).items():
@@ -596,6 +596,32 @@ def draw_running(ax: Any, result: Any) -> None:
     ax.set_ylabel("pods")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Running pods: all-or-nothing")
+
+
+# --- notebook table ------------------------------------------------------------------------------------------------
+
+
+def summary_frame(result: Any) -> Any:
+    """The gang solution tested, how it showed it works, and the gang's size and resource."""
+    import pandas as pd
+
+    m = result.metrics
+    health = m.get("kueue_health") or {}
+    acc = m.get("accelerators") or {}
+    cfg = result.subcheck("gang_config")
+    rows = [
+        ("gang solutions served", ", ".join(m.get("gang_solutions_found") or []) or "none"),
+        ("solution tested", m.get("gang_solution", "")),
+        ("its webhooks", "; ".join(health.get("webhooks") or []) or "-"),
+        ("dry-run create through its webhook", health.get("dry_run", "-")),
+        ("controller", "; ".join(health.get("pods") or []) or ("outside the cluster (host process)"
+                                                              if health.get("out_of_cluster") else "-")),
+        ("gang size N (negative gang: N+1)", m.get("gang_size", "")),
+        ("gang resource (quota exactly N)", m.get("gang_resource", "")),
+        ("accelerators free / allocatable", f"{acc.get('free', '-')} / {acc.get('allocatable', '-')}" if acc else "-"),
+        ("gang configuration", cfg.summary if cfg else "-"),
+    ]
+    return pd.DataFrame(rows, columns=["", "value"]).set_index("")
 
 
 # --- preflight -----------------------------------------------------------------------------------------------------

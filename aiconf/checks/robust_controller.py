@@ -27,7 +27,7 @@ import copy
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -184,8 +184,7 @@ def kuberay_profile(params: Params) -> OperatorProfile:
         pod_selector="app.kubernetes.io/name=kuberay-operator",
         valid_cr=raycluster("valid", "", **kw),
         invalid_cr=raycluster("invalid", "", worker_groups=("workers", "workers"), **kw),
-        invalid_because="two worker groups share the name 'workers' (the CRD schema allows it; KubeRay's "
-        "validating webhook must refuse it)",
+        invalid_because="two worker groups share the name 'workers'",
         denial_contains="worker group names must be unique",
         ready_field="status.state",
         ready_value="ready",
@@ -648,6 +647,54 @@ def draw_cr_timeline(ax: Any, result: Any) -> None:
     ax.set_title(f"{m.get('operator_kind', 'custom resource')} lifecycle" + (f" ({', '.join(bits)})" if bits else ""))
 
 
+# --- notebook tables -----------------------------------------------------------------------------------------------
+
+
+def webhooks_frame(result: Any) -> Any:
+    """One row per admission webhook covering the custom resource (from the ``webhooks_configured`` details)."""
+    import pandas as pd
+
+    sub = result.subcheck("webhooks_configured")
+    rows = [
+        {"configuration": w.get("configuration"), "type": w.get("type"), "webhook": w.get("webhook"),
+         "operator's own": w.get("operator"), "failurePolicy": w.get("failure_policy"), "caBundle": w.get("ca_bundle"),
+         "calls go to": (w.get("backend") or {}).get("target")}
+        for w in (sub.details.get("webhooks", []) if sub else [])
+    ]
+    return pd.DataFrame(rows, columns=["configuration", "type", "webhook", "operator's own", "failurePolicy", "caBundle",
+                                       "calls go to"])
+
+
+def admission_frame(result: Any) -> Any:
+    """What the API server answered to the dry-run creates, as classified."""
+    import pandas as pd
+
+    sub = result.subcheck("invalid_cr_rejected_by_webhook")
+    if sub is None or "outcome" not in sub.details:
+        return pd.DataFrame(columns=["request", "outcome", "answer"])
+    d = sub.details
+    return pd.DataFrame([
+        {"request": "invalid resource (dry run)", "outcome": d.get("outcome"), "answer": sub.observed},
+        {"request": "valid resource (dry run)", "outcome": "", "answer": d.get("valid_dry_run")},
+    ])
+
+
+def lifecycle_frame(result: Any) -> Any:
+    """The profile, where the operator runs, and the measured latencies."""
+    import pandas as pd
+
+    m = result.metrics
+    rows = [
+        ("operator profile", m.get("operator_profile", "")),
+        ("custom resource", m.get("operator_kind", "")),
+        ("operator outside the cluster (host process)", m.get("operator_out_of_cluster", "")),
+        ("create -> ready (s, watch)", m.get("reconcile_latency_s", "-")),
+        ("delete -> children gone (s, watch)", m.get("gc_latency_s", "-")),
+        ("operator's own state transition times", m.get("state_transition_times", "-")),
+    ]
+    return pd.DataFrame(rows, columns=["", "value"]).set_index("")
+
+
 # --- preflight -------------------------------------------------------------------------------------------------------
 
 
@@ -782,7 +829,7 @@ def run(ctx: CheckContext) -> None:
         ctx.record("invalid_cr_rejected_by_webhook", verdict, summary,
                    expected=f"refused by the operator's admission webhook ({prof.invalid_because})",
                    observed=invalid.describe(), outcome=str(invalid.outcome), webhook=invalid.webhook,
-                   valid_dry_run=valid_dry.describe())
+                   code=invalid.code, message=invalid.message[:600], valid_dry_run=valid_dry.describe())
 
     timeline = _Timeline(ctx, prof)
     reconciled = False
@@ -908,8 +955,9 @@ def _strip(obj: dict[str, Any] | None) -> dict[str, Any]:
 def _narrative(ctx: CheckContext, prof: OperatorProfile) -> None:
     ctx.proves(
         f"The {prof.title} API ({prof.group}) is registered: its CRDs are Established.",
-        f"Its admission webhook is wired (caBundle, backend) and *answers*: a {prof.kind} that the CRD schema accepts "
-        f"but that is wrong ({prof.invalid_because}) is refused by the webhook itself, not by schema validation.",
+        f"Its admission webhook is wired (caBundle, backend) and answers: a {prof.kind} that is wrong "
+        f"({prof.invalid_because}) but that the CRD schema accepts is refused by the webhook itself, not by schema "
+        "validation.",
         f"Its controller reconciles: a valid {prof.kind} reaches '{prof.ready_value}' with children that carry "
         "ownerReferences to it, and deleting it makes those children disappear (observed by watch).",
     )
