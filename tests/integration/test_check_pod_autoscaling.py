@@ -105,3 +105,12 @@ def test_workload_mode_on_simulated_nodes_is_still_labelled_simulated(kube_sandb
     assert "simulated metric source" in result.metrics["metric_source"]
     assert any("metric source here is simulated" in t for t in result.does_not_prove)
     assert leftovers(kube, run_id) == []
+
+
+def test_without_custom_metrics_api_the_check_fails(kube_sandbox, kube, tmp_path):
+    if kube.get("apiregistration.k8s.io/v1", "APIService", APISERVICE) is not None:
+        pytest.skip("the custom metrics API is installed here (the dead-port test covers the unavailable case)")
+    result, run_id = run(kube_sandbox, tmp_path)
+    assert result.verdict is Verdict.FAIL
+    assert "absent" in result.subcheck("custom_metrics_api_available").summary
+    assert leftovers(kube, run_id) == []
