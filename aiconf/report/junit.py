@@ -225,7 +225,8 @@ def e2e_lines(run: Run) -> list[str]:
     """``go test -v``-shaped lines: RUN lines, then each result with its sub-results indented, then PASS/FAIL."""
     cluster = run.cluster
     lines = [
-        f"aiconf {run.toolkit_version}: Kubernetes AI Conformance checklist {run.checklist_version}, "
+        f"aiconf{' ' + run.toolkit_version if run.toolkit_version else ''}: Kubernetes AI Conformance checklist "
+        f"{run.checklist_version}, "
         f"run {run.run_id}, profile {run.profile}",
         f"cluster: {cluster.get('server_version', '?')} ({cluster.get('platform', '?')}), "
         f"{len(cluster.get('nodes') or [])} node(s)"
