@@ -499,7 +499,7 @@ def kueue_health(ctx: CheckContext, version: str) -> dict[str, Any]:
     out["pods"] = [f"{p['metadata']['namespace']}/{p['metadata']['name']} Ready={condition(p, 'Ready')}" for p in pods]
     out["out_of_cluster"] = not pods and any(h["backend"]["loopback"] for h in hooks)
     if admission.outcome is AdmissionOutcome.WEBHOOK_UNREACHABLE:
-        out["ok"], out["why"] = False, f"Kueue's webhook does not answer, so its controller is not running: {admission.message}"
+        out["ok"], out["why"] = False, f"Kueue's webhook does not answer (its controller is down or unreachable): {admission.message}"
     elif admission.outcome is not AdmissionOutcome.ACCEPTED:
         out["ok"], out["why"] = False, f"a dry-run ResourceFlavor create was refused: {admission.describe()}"
     elif pods and any(condition(p, "Ready") != "True" for p in pods):
