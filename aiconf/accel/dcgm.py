@@ -203,7 +203,7 @@ def parse_exposition(text: str) -> Exposition:
             f = expo.families.setdefault(fam.name, Family(fam.name, fam.type, fam.documentation))
             for s in fam.samples:
                 f.samples.append(Sample(fam.name, s.name, dict(s.labels), float(s.value)))
-    except Exception as exc:  # the parser raises ValueError/TypeError/IndexError on malformed text
+    except Exception as exc:  # noqa: BLE001 - the parser raises ValueError/TypeError/IndexError/...: all are format errors
         expo.error = f"{type(exc).__name__}: {exc}"
         return expo
     declared: dict[str, set[str]] = {"HELP": set(), "TYPE": set()}

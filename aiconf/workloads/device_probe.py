@@ -105,7 +105,7 @@ def run_listing(command: str, uuid_regex: str, timeout: float) -> dict:
         return res
     t0 = time.monotonic()
     try:
-        p = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=timeout, check=False)
         res.update(rc=p.returncode, stdout=p.stdout[-4000:], stderr=p.stderr[-2000:])
         if p.returncode == 0:
             res["uuids"] = sorted(set(re.findall(uuid_regex, p.stdout)))

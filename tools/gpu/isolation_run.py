@@ -40,12 +40,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from aiconf.accel import isolation  # noqa: E402
+from aiconf.accel import isolation
 
 #: containerd's CRI default capabilities (pkg/oci/spec.go: "defaultUnixCaps"), incl. CAP_MKNOD.
 CRI_DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -79,7 +79,7 @@ def bind(dst: str, src: str | None = None, ro: bool = True, recursive: bool = Tr
 def python_in_container() -> str:
     for cand in ("/usr/bin/python3", os.path.realpath(sys.executable)):
         real = os.path.realpath(cand)
-        if os.path.exists(real) and (real.startswith("/usr/") or real.startswith("/opt/")):
+        if os.path.exists(real) and real.startswith(("/usr/", "/opt/")):
             return cand
     return "/usr/bin/python3"
 
@@ -162,19 +162,18 @@ class Runc:
         return [self.binary, "--root", str(self.state), *a]
 
     def run(self, label: str, bundle: Path, *, detach: bool = False, timeout: float = 120) -> int:
-        log = open(self.logdir / f"runc-{label}.log", "a")
         extra = ["--no-pivot"] if self.no_pivot else []
         argv = self.cmd("run", *(["-d", "--pid-file", str(bundle / "pid")] if detach else []), *extra, "--bundle", str(bundle), label)
-        log.write(f"$ {' '.join(argv)}\n")
-        log.flush()
-        try:
-            p = subprocess.run(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=timeout)
-            rc = p.returncode
-        except subprocess.TimeoutExpired:
-            rc = -1
-            log.write("timed out\n")
-        log.write(f"rc {rc}\n")
-        log.close()
+        with open(self.logdir / f"runc-{label}.log", "a") as log:
+            log.write(f"$ {' '.join(argv)}\n")
+            log.flush()
+            try:
+                rc = subprocess.run(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=timeout,
+                                    check=False).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+                log.write("timed out\n")
+            log.write(f"rc {rc}\n")
         return rc
 
     def pid(self, bundle: Path) -> int | None:
@@ -184,12 +183,12 @@ class Runc:
             return None
 
     def delete(self, label: str) -> None:
-        subprocess.run(self.cmd("kill", label, "KILL"), env=self.env, capture_output=True)
+        subprocess.run(self.cmd("kill", label, "KILL"), env=self.env, capture_output=True, check=False)
         time.sleep(0.2)
-        subprocess.run(self.cmd("delete", "-f", label), env=self.env, capture_output=True)
+        subprocess.run(self.cmd("delete", "-f", label), env=self.env, capture_output=True, check=False)
 
     def version(self) -> str:
-        return subprocess.run([self.binary, "--version"], env=self.env, capture_output=True, text=True).stdout.strip()
+        return subprocess.run([self.binary, "--version"], env=self.env, capture_output=True, text=True, check=False).stdout.strip()
 
 
 def wait_for(paths: list[Path], timeout: float) -> bool:
@@ -308,7 +307,7 @@ def main() -> int:
 
     # host baseline (no container): what a process outside any container sees
     subprocess.run([sys.executable, str(REPO / "aiconf/workloads/device_probe.py"), "--label", "host", "--out",
-                    str(results / "host.json")], timeout=120)
+                    str(results / "host.json")], timeout=120, check=False)
 
     docs = {}
     for label in [*scenarios, "host"]:

@@ -27,13 +27,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from aiconf.accel import dcgm  # noqa: E402
+from aiconf.accel import dcgm
 
 
 def fetch(url: str, timeout: float = 5.0) -> str:
@@ -56,7 +56,7 @@ class Scraper(threading.Thread):
             t = time.time()
             try:
                 text, err = fetch(self.url), None
-            except Exception as exc:  # a failed scrape is data (gap in the series), not a crash
+            except Exception as exc:  # noqa: BLE001 - a failed scrape is data (a gap in the series), not a crash
                 text, err = "", f"{type(exc).__name__}: {exc}"
             self.scrapes.append({"t_s": round(t - self.t0, 3), "text": text, "error": err})
             nxt += self.interval
@@ -82,7 +82,7 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
     url = f"http://127.0.0.1:{args.port}/metrics"
 
-    exporter_log = open(out / "exporter.log", "w")
+    exporter_log = open(out / "exporter.log", "w")  # noqa: SIM115 - closed in the finally below
     exporter = subprocess.Popen([sys.executable, "-m", "aiconf.workloads.nvml_exporter", "--port", str(args.port)],
                                 env=env, stdout=exporter_log, stderr=subprocess.STDOUT)
     try:
@@ -91,7 +91,7 @@ def main() -> int:
             try:
                 fetch(url)
                 break
-            except Exception:
+            except OSError:  # not listening yet (URLError is an OSError)
                 if time.time() > deadline or exporter.poll() is not None:
                     raise SystemExit(f"exporter did not answer on {url}; see exporter.log")
                 time.sleep(0.3)
@@ -211,7 +211,7 @@ def _nvml_count() -> int | None:
             return int(pynvml.nvmlDeviceGetCount())
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # no NVML: the count check becomes UNKNOWN
+    except Exception:  # noqa: BLE001 - no NVML (ImportError, NVMLError): the count check becomes UNKNOWN
         return None
 
 

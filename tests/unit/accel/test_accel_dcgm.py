@@ -46,8 +46,8 @@ def test_garbage_is_a_format_fail_not_a_crash():
 
 def test_duplicate_series_is_a_format_problem():
     text = synth.exposition([synth.gpu_state()])
-    dup = text + 'DCGM_FI_DEV_FB_USED{gpu="0",UUID="%s",pci_bus_id="00000000:18:00.0",device="nvidia0",' \
-                 'modelName="NVIDIA H200",Hostname="h200-node"} 1\n' % synth.UUIDS[0]
+    dup = text + (f'DCGM_FI_DEV_FB_USED{{gpu="0",UUID="{synth.UUIDS[0]}",pci_bus_id="00000000:18:00.0",device="nvidia0",'
+                  'modelName="NVIDIA H200",Hostname="h200-node"} 1\n')
     # a second block for an existing family is itself invalid for the parser or a duplicate: never PASS
     assert dcgm.judge_format(dcgm.parse_exposition(dup)).verdict is Verdict.FAIL
 

@@ -10,7 +10,7 @@ from aiconf.accel import isolation as iso
 from aiconf.model import Verdict
 
 
-def P(*a, **kw) -> iso.Probe:  # noqa: N802 - short builder name reads well in tables
+def P(*a, **kw) -> iso.Probe:
     return iso.load_probe(probe_doc(*a, **kw))
 
 
