@@ -24,6 +24,7 @@ parameters. Sub-checks and what each proves:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import time
@@ -85,6 +86,7 @@ class OperatorProfile:
         webhook_match: regular expression that tells the operator's own webhooks from others covering the same kind
             (matched against configuration name, Service and URL; "" = every webhook naming the group explicitly).
             Kueue, for one, registers webhooks for ``ray.io`` kinds with the same names KubeRay uses.
+        remediation: what to do when the operator's webhook is missing (appended to that FAIL).
     """
 
     name: str
@@ -103,6 +105,7 @@ class OperatorProfile:
     ready_value: str
     child_kinds: tuple[tuple[str, str], ...] = (("v1", "Pod"), ("v1", "Service"))
     webhook_match: str = ""
+    remediation: str = ""
 
     def is_ready(self, obj: dict[str, Any] | None) -> bool:
         return obj is not None and ready_state(obj, self.ready_field) == self.ready_value
@@ -190,6 +193,8 @@ def kuberay_profile(params: Params) -> OperatorProfile:
         ready_value="ready",
         child_kinds=(("v1", "Pod"), ("v1", "Service")),
         webhook_match=r"kuberay|ray-operator",
+        remediation="KubeRay serves its RayCluster webhook only when installed with webhooks enabled "
+        "(ENABLE_WEBHOOKS=true and a serving certificate; the kuberay-operator Helm chart has a webhook option)",
     )
 
 
@@ -255,9 +260,7 @@ def operator_profile(params: Params) -> OperatorProfile:
         changes["namespace"] = params.operator_namespace
     if params.operator_pod_selector:
         changes["pod_selector"] = params.operator_pod_selector
-    if changes:
-        prof = OperatorProfile(**{**prof.__dict__, **changes})
-    return prof
+    return dataclasses.replace(prof, **changes) if changes else prof
 
 
 def dig(obj: dict[str, Any] | None, path: str) -> Any:
@@ -725,7 +728,6 @@ class _Timeline:
         self.series = ctx.series("cr_timeline")
         self.profile = profile
         self.last: tuple | None = None
-        self.first_ready_t: float | None = None
 
     def observe(self, obj: dict[str, Any] | None, phase: str) -> None:
         if obj is None:
@@ -738,10 +740,8 @@ class _Timeline:
             conds = ";".join(f"{c.get('type')}={c.get('status')}" for c in status.get("conditions") or [])
             key = (state, conds, bool(obj["metadata"].get("deletionTimestamp")))
             if key != self.last:
-                row = self.series.add(phase=phase, state=state, conditions=conds,
-                                      deleting=bool(obj["metadata"].get("deletionTimestamp")))
-                if self.first_ready_t is None and self.profile.is_ready(obj):
-                    self.first_ready_t = row["t_s"]
+                self.series.add(phase=phase, state=state, conditions=conds,
+                                deleting=bool(obj["metadata"].get("deletionTimestamp")))
         self.last = key
 
     def children(self, count: int, phase: str) -> None:
@@ -776,6 +776,8 @@ def run(ctx: CheckContext) -> None:
         for h in hooks:
             h["backend"] = inspect_backend(kube, h)
         verdict, summary = judge_webhooks(hooks)
+        if verdict is Verdict.FAIL and prof.remediation:
+            summary += f". {prof.remediation}"
         ctx.record("webhooks_configured", verdict, summary,
                    expected=f"a validating webhook for CREATE {prof.group}/{plural}, with caBundle, backend reachable",
                    observed=f"{len(hooks)} webhook(s): " + ", ".join(
