@@ -419,7 +419,8 @@ def draw_claim_timeline(ax: Any, result: Any) -> None:
     events = frame.dropna(subset=["event"]) if "event" in frame else frame
     ax.scatter(events["t_s"], range(len(events)), color="#1f6feb")
     for i, (t, e) in enumerate(zip(events["t_s"], events["event"], strict=False)):
-        ax.annotate(f"{e} ({t:.1f}s)", (t, i), textcoords="offset points", xytext=(6, -3), fontsize="small")
+        when = f"{t * 1000:.0f} ms" if t < 1 else f"{t:.1f} s"
+        ax.annotate(f"{e} ({when})", (t, i), textcoords="offset points", xytext=(6, -3), fontsize="small")
     ax.set_yticks([])
     ax.set_xlabel("seconds since the claim template was created")
     ax.set_title("ResourceClaim lifecycle")

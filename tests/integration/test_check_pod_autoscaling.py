@@ -31,7 +31,7 @@ def kube(kube_sandbox) -> Kube:
 def custom_metrics(kube):
     svc = kube.get("apiregistration.k8s.io/v1", "APIService", APISERVICE)
     if svc is None:
-        pytest.skip("the sandbox runs without the custom-metrics add-on (AICONF_TEST_SANDBOX_ADDONS=custom-metrics)")
+        pytest.skip("the sandbox was started without the custom-metrics add-on (it is a default add-on; AICONF_TEST_SANDBOX_ADDONS=none disables it)")
     return svc
 
 
