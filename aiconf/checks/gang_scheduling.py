@@ -756,7 +756,9 @@ def run(ctx: CheckContext) -> None:
 
     with ctx.step("wait until the fitting gang's quota is released"):
         # The negative case starts from an empty queue: N pods of the next gang *would* fit.
+        released_at = time.monotonic()
         _wait_queue_empty(ctx, version, cq_name)
+        ctx.metric("positive_quota_released_s", round(time.monotonic() - released_at, 3))
 
     # Negative: N+1 pods, quota N, queue empty: nothing may run during the hold.
     negative = PodTracker("negative", t0)

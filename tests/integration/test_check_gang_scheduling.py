@@ -80,7 +80,9 @@ def test_gang_scheduling_passes_with_kueue(kube_sandbox, kube, tmp_path):
 def test_gang_scheduler_that_is_not_installed_fails(kube_sandbox, kube, tmp_path):
     if kube.served_versions("scheduling.volcano.sh"):
         pytest.skip("Volcano is installed here")
-    result = run_check("gang_scheduling", params(kube_sandbox, gang_scheduler="volcano"), run_id=run_id(), run_dir=tmp_path)
+    rid = run_id()
+    result = run_check("gang_scheduling", params(kube_sandbox, gang_scheduler="volcano"), run_id=rid, run_dir=tmp_path)
+    assert kube.list("v1", "Namespace", label_selector=f"aiconf.io/run-id={rid}") == []
     assert result.verdict is Verdict.FAIL
     assert result.reason == "failed: scheduler_detected"
     assert "Volcano requested (gang_scheduler=volcano) but its API scheduling.volcano.sh is not served" in \
@@ -139,11 +141,13 @@ def test_kueue_frozen_is_not_pass(kube_sandbox, kube, tmp_path):
     """Kueue's process is stopped (SIGSTOP): its fail-closed webhook cannot answer, so Kueue is not working."""
     require_kueue(kube)
     pid = _kueue_pid(kube_sandbox)
+    rid = run_id()
     os.killpg(pid, signal.SIGSTOP)
     try:
-        result = run_check("gang_scheduling", params(kube_sandbox, api_retries=0), run_id=run_id(), run_dir=tmp_path)
+        result = run_check("gang_scheduling", params(kube_sandbox, api_retries=0), run_id=rid, run_dir=tmp_path)
     finally:
         os.killpg(pid, signal.SIGCONT)
+    assert kube.list("v1", "Namespace", label_selector=f"aiconf.io/run-id={rid}") == []
     assert result.verdict is Verdict.FAIL
     detected = result.subcheck("scheduler_detected")
     assert detected.verdict is Verdict.FAIL
