@@ -696,8 +696,9 @@ def _scale_up(ctx: CheckContext, ns: str, driver: LoadDriver, curve: Any, gpu_no
                                     lambda o: ((o or {}).get("status") or {}).get("desiredReplicas", 0) >= p.hpa_max_replicas,
                                     p.hpa_scale_up_timeout_s, f"desiredReplicas to reach {p.hpa_max_replicas}", describe=hpa_state)
         except WaitTimeout as e:
+            driver_trouble = f"; the load driver reported: {driver.errors[-1]}" if driver.errors else ""
             ctx.record("scaled_up", Verdict.FAIL, f"desiredReplicas did not reach {p.hpa_max_replicas} within "
-                       f"{p.hpa_scale_up_timeout_s}s: {e.last_seen}",
+                       f"{p.hpa_scale_up_timeout_s}s: {e.last_seen}{driver_trouble}",
                        expected=f"desiredReplicas {p.hpa_min_replicas} -> {p.hpa_max_replicas}", observed=e.last_seen)
             ctx.record("new_pods_on_accelerators", Verdict.UNKNOWN, "not reached: no scale-up")
             return False
