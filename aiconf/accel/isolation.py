@@ -20,6 +20,7 @@ Findings are :class:`aiconf.model.SubCheck` objects the check records as they ar
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,6 +29,14 @@ from aiconf.model import SubCheck, Verdict
 
 #: errno names that mean "the kernel refused" (devices cgroup / permissions) rather than "no such device".
 DENIED_ERRNOS = frozenset({"EPERM", "EACCES"})
+
+#: errno names of an open that the devices cgroup let through but no driver answered (simulated GPUs, or a minor
+#: without a device): the container *reached* the device node, which is what isolation must prevent.
+PASSED_CGROUP_ERRNOS = frozenset({"ENXIO", "ENODEV"})
+
+#: Which device paths are accelerators (one per device), as opposed to control nodes every GPU container shares
+#: (``/dev/nvidiactl``, ``/dev/nvidia-uvm``): only the former can be "another pod's device" in T3.
+ACCELERATOR_NODE = re.compile(r"^/dev/nvidia\d+$")
 
 
 @dataclass
@@ -55,9 +64,13 @@ class Probe:
         """Paths this probe opened successfully."""
         return [a["path"] for a in self.open_attempts if (a.get("open") or {}).get("ok")]
 
-    def foreign_attempts(self) -> list[dict[str, Any]]:
-        """Open attempts on accelerator paths that are not this container's own nodes."""
-        return [a for a in self.open_attempts if a["path"] not in self.gpu_nodes]
+    def reached(self) -> list[str]:
+        """Paths whose open got past the devices cgroup: opened, or refused by the driver (ENXIO/ENODEV), not EPERM."""
+        return [a["path"] for a in self.open_attempts if _reached(a)]
+
+    def foreign_attempts(self, node_pattern: re.Pattern[str] = ACCELERATOR_NODE) -> list[dict[str, Any]]:
+        """Open attempts on accelerator nodes (``node_pattern``) that are not this container's own."""
+        return [a for a in self.open_attempts if node_pattern.match(a["path"]) and a["path"] not in self.gpu_nodes]
 
     def smi_lists_devices(self) -> bool:
         return self.smi_found and self.smi_rc == 0 and bool(self.smi_uuids)
@@ -66,6 +79,11 @@ class Probe:
         smi = "absent" if not self.smi_found else f"rc {self.smi_rc}, {len(self.smi_uuids)} UUID(s)"
         return (f"{self.label}: nodes {self.gpu_nodes or 'none'}, UUIDs {[u[:12] for u in self.uuids] or 'none'}, "
                 f"nvidia-smi {smi}, NVML {self.nvml_count}, CUDA {self.cuda_count}, opened {self.opened() or 'nothing'}")
+
+
+def _reached(attempt: Mapping[str, Any]) -> bool:
+    op = attempt.get("open") or {}
+    return bool(op.get("ok")) or op.get("errno") in PASSED_CGROUP_ERRNOS
 
 
 def load_probe(doc: Mapping[str, Any] | str, label: str | None = None) -> Probe:
@@ -103,8 +121,8 @@ def _sees_anything(p: Probe) -> list[str]:
         why.append(f"NVML counts {p.nvml_count}")
     if p.cuda_count:
         why.append(f"CUDA counts {p.cuda_count}")
-    if p.opened():
-        why.append(f"opened {p.opened()}")
+    if p.reached():
+        why.append(f"opened (or reached the driver behind) {p.reached()}")
     return why
 
 
@@ -168,9 +186,12 @@ def judge_single_request(probe: Probe | None, granted: int = 1) -> SubCheck:
                     expected=expected, observed=probe.short(), details=details)
 
 
-def judge_cross_pod(a: Probe | None, b: Probe | None, *, same_node: bool = True) -> SubCheck:
+def judge_cross_pod(a: Probe | None, b: Probe | None, *, same_node: bool = True,
+                    node_pattern: re.Pattern[str] = ACCELERATOR_NODE) -> SubCheck:
     """T3 ``distinct_devices_no_cross_access``: distinct single UUIDs; each pod's attempts on the other's node fail.
 
+    Only accelerator nodes (``node_pattern``, default ``/dev/nvidia<N>``) count as the other pod's device: the
+    control nodes (``/dev/nvidiactl``, ``/dev/nvidia-uvm``) are granted to every GPU container and open by design.
     ``same_node=False`` (fewer than two GPUs on any node) is judged the same way and labelled weaker: the devices
     cgroup of one node is then not what separates the two pods.
     """
@@ -191,12 +212,12 @@ def judge_cross_pod(a: Probe | None, b: Probe | None, *, same_node: bool = True)
     if a.uuids == b.uuids:
         return SubCheck("distinct_devices_no_cross_access", Verdict.FAIL, f"both pods see {a.uuids[0]}",
                         expected=expected, observed=observed, details=details)
-    cross = {p.label: [x for x in p.foreign_attempts() if (x.get("open") or {}).get("ok")] for p in (a, b)}
+    cross = {p.label: [x for x in p.foreign_attempts(node_pattern) if _reached(x)] for p in (a, b)}
     if any(cross.values()):
         opened = {k: [x["path"] for x in v] for k, v in cross.items() if v}
-        return SubCheck("distinct_devices_no_cross_access", Verdict.FAIL, f"cross-pod device opened: {opened}",
+        return SubCheck("distinct_devices_no_cross_access", Verdict.FAIL, f"cross-pod device opened or reached: {opened}",
                         expected=expected, observed=observed, details=details)
-    tried = {p.label: p.foreign_attempts() for p in (a, b)}
+    tried = {p.label: p.foreign_attempts(node_pattern) for p in (a, b)}
     if not all(tried.values()):
         return SubCheck("distinct_devices_no_cross_access", Verdict.UNKNOWN,
                         f"distinct UUIDs ({scope}), but not every pod tried the other's device node",

@@ -52,6 +52,10 @@ def _errno_name(code: int | None) -> str:
     return errno.errorcode.get(code or 0, str(code))
 
 
+def _trim(value: str, limit: int = 200) -> str:
+    return value if len(value) <= limit else value[:limit] + f"... ({len(value)} chars)"
+
+
 def list_nodes(patterns: list[str]) -> list[dict]:
     """Device nodes (and other entries) matching the globs, sorted, with type and numbers for char/block devices."""
     out, seen = [], set()
@@ -273,7 +277,7 @@ def probe(args: argparse.Namespace) -> dict:
     doc: dict = {"schema": SCHEMA, "label": args.label or os.environ.get("AICONF_PROBE_LABEL", ""),
                  "hostname": socket.gethostname(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "uid": os.getuid() if hasattr(os, "getuid") else None, "python": sys.version.split()[0]}
-    doc["env"] = {k: os.environ[k] for k in ENV_KEYS if k in os.environ}
+    doc["env"] = {k: _trim(os.environ[k]) for k in ENV_KEYS if k in os.environ}
     doc["capabilities"] = capabilities()
     # list first: the driver libraries below may recreate nodes when they can (root + CAP_MKNOD)
     doc["device_nodes"] = list_nodes(args.device_glob)

@@ -203,13 +203,19 @@ def wait_for(paths: list[Path], timeout: float) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--runc", required=True)
+    ap.add_argument("--runc", default=None, help="the runc binary (required unless --rejudge)")
+    ap.add_argument("--rejudge", default=None, metavar="ISOLATION_JSON",
+                    help="judge the probes recorded in an earlier isolation.json again; runs no container")
     ap.add_argument("--libdir", default=None, help="where the carried libseccomp.so.2 lies")
     ap.add_argument("--work", default="/tmp/aiconf-runc")
     ap.add_argument("--fake-gpus", default="", metavar="MAJ:MIN,...",
                     help="local dry run of the mechanics only: stand-in char devices as /dev/nvidia<N> (never evidence)")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.rejudge:
+        return rejudge(Path(args.rejudge), out)
+    if not args.runc:
+        ap.error("--runc is required")
     (out / "probes").mkdir(parents=True, exist_ok=True)
     (out / "bundles").mkdir(parents=True, exist_ok=True)
     work = Path(args.work)
@@ -252,8 +258,6 @@ def main() -> int:
         return 2
 
     scenarios: dict[str, dict] = {}
-    granted: dict[str, int] = {}
-    groups: dict[str, str] = {}
 
     def grant(gpu: dict | None) -> list[dict]:
         return (ctl + [gpu]) if gpu else []
@@ -262,8 +266,6 @@ def main() -> int:
         scenarios[label] = {"gpu": gpu["path"] if gpu else None, "env": env, "group": group,
                             "devices": [d["path"] for d in grant(gpu)], "caps": "containerd CRI default (incl. CAP_MKNOD)",
                             **extra}
-        granted[label] = 1 if gpu else 0
-        groups[label] = group
         shutil.copy(bundle / "config.json", out / "bundles" / f"{label}.json")
 
     # T1: no devices, with and without the env-var bypass
@@ -315,6 +317,16 @@ def main() -> int:
         if p.exists():
             docs[label] = json.loads(p.read_text())
             shutil.copy(p, out / "probes" / f"{label}.json")
+    meta = {"runc": runc.version(), "no_pivot": runc.no_pivot, "python_in_container": py,
+            "host_gpus": [g["path"] for g in gpus], "control_nodes": [c["path"] for c in ctl], "t3_run": t3_run}
+    judge_and_write(out, scenarios, docs, meta)
+    return 0
+
+
+def judge_and_write(out: Path, scenarios: dict[str, dict], docs: dict[str, dict], meta: dict) -> dict:
+    """Probe documents -> aiconf.accel.isolation verdicts, ``isolation.json`` and ``visibility_matrix.png``."""
+    granted = {k: 1 if v.get("gpu") else 0 for k, v in scenarios.items()}
+    groups = {k: v["group"] for k, v in scenarios.items()}
     probes = {k: isolation.load_probe(v, k) for k, v in docs.items() if k != "host"}
     order = [k for k in scenarios if k in probes]
     matrix = isolation.build_visibility_matrix([probes[k] for k in order], granted, groups)
@@ -328,10 +340,9 @@ def main() -> int:
     missing = [k for k in scenarios if k not in probes]
     result = {
         "what": "secure_accelerator_access on real GPUs: device probe in runc containers, aiconf.accel.isolation verdicts",
-        "runc": runc.version(), "no_pivot": runc.no_pivot, "python_in_container": py,
-        "host_gpus": [g["path"] for g in gpus], "control_nodes": [c["path"] for c in ctl],
+        **meta,
         "host_uuids": docs.get("host", {}).get("uuids", []),
-        "t3_run": t3_run, "scenarios": scenarios, "probes_missing": missing,
+        "scenarios": scenarios, "probes_missing": missing,
         "findings": [f.to_dict() for f in findings], "matrix": matrix.to_dict(), "probes": docs,
     }
     (out / "isolation.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
@@ -348,8 +359,17 @@ def main() -> int:
         print(f"{f.verdict:8} {f.id:34} {f.summary}")
     if missing:
         print(f"probes missing: {missing} (see runc-<label>.log)")
-    return 0
+    return result
 
+
+def rejudge(previous: Path, out: Path) -> int:
+    """Judge the probe documents of an earlier ``isolation.json`` again with the current logic (no containers run)."""
+    prev = json.loads(previous.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    keep = ("runc", "no_pivot", "python_in_container", "host_gpus", "control_nodes", "t3_run")
+    meta = {k: prev.get(k) for k in keep} | {"rejudged_from": str(previous)}
+    judge_and_write(out, prev["scenarios"], prev["probes"], meta)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

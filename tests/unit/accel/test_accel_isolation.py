@@ -84,8 +84,11 @@ def test_t2_no_node_fails_and_missing_probe_is_unknown():
 
 
 def t3_pair(**b_kw) -> tuple[iso.Probe, iso.Probe]:
-    a = P("t3-pod-a", nodes=[0], uuids=UUIDS[:1], smi_rc=0, attempts=[opened("/dev/nvidia0"), denied("/dev/nvidia1")])
-    kw = {"nodes": [1], "uuids": UUIDS[1:], "smi_rc": 0, "attempts": [opened("/dev/nvidia1"), denied("/dev/nvidia0")]}
+    # the shared control node opens in every GPU container (granted by design): it is not the other pod's device
+    a = P("t3-pod-a", nodes=[0], uuids=UUIDS[:1], smi_rc=0,
+          attempts=[opened("/dev/nvidia0"), denied("/dev/nvidia1"), opened("/dev/nvidiactl")])
+    kw = {"nodes": [1], "uuids": UUIDS[1:], "smi_rc": 0,
+          "attempts": [opened("/dev/nvidia1"), denied("/dev/nvidia0"), opened("/dev/nvidiactl")]}
     kw.update(b_kw)
     return a, P("t3-pod-b", **kw)
 
@@ -184,3 +187,26 @@ def test_probe_loading_is_tolerant_of_missing_sections():
     assert p.gpu_nodes == [] and p.uuids == [] and not p.smi_found and p.nvml_count is None
     assert iso.load_probe('{"label": "x", "uuids": ["GPU-a"]}', label="y").label == "y"
     assert synth.probe_doc("z")["schema"] == "aiconf.device_probe/1"
+
+
+# --- simulated GPUs: an open the devices cgroup let through fails with ENXIO, not EPERM ------------------------------
+
+
+def reached(path: str) -> dict:
+    return {"path": path, "exists": True, "mknod": None, "open": {"ok": False, "errno": "ENXIO", "error": "No such device or address"}}
+
+
+def test_t3_cross_open_reaching_the_driver_is_a_fail_even_without_success():
+    sub = iso.judge_cross_pod(*t3_pair(attempts=[reached("/dev/nvidia1"), reached("/dev/nvidia0")]))
+    assert sub.verdict is Verdict.FAIL and "reached" in sub.summary
+
+
+def test_t3_own_node_enxio_and_cross_eperm_passes_as_on_the_simulated_cluster():
+    a = P("t3-pod-a", nodes=[0], uuids=UUIDS[:1], smi_rc=0, attempts=[reached("/dev/nvidia0"), denied("/dev/nvidia1")])
+    b = P("t3-pod-b", nodes=[1], uuids=UUIDS[1:], smi_rc=0, attempts=[reached("/dev/nvidia1"), denied("/dev/nvidia0")])
+    assert iso.judge_cross_pod(a, b).verdict is Verdict.PASS
+
+
+def test_t1_enxio_on_a_created_node_means_the_cgroup_let_it_through():
+    p = P("t1-none", attempts=[reached("/dev/nvidia0")])
+    assert iso.judge_no_request([p], require_env_bypass=False).verdict is Verdict.FAIL
