@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,6 +78,83 @@ def test_kuberay_registers_only_the_raycluster_validator():
     doc = kuberay.webhook_configuration(_FakeHandle(), 23456)
     assert [w["name"] for w in doc["webhooks"]] == ["vraycluster.kb.io"]
     assert doc["webhooks"][0]["clientConfig"]["url"] == "https://127.0.0.1:23456/validate-ray-io-v1-raycluster"
+
+
+class _FakePodMetrics:
+    def metric_names(self):
+        return ["requests_per_second"]
+
+    def values(self, namespace, name, metric, label_selector):
+        if name not in ("*", "web-1"):
+            return None
+        item = {"describedObject": {"kind": "Pod", "namespace": namespace, "name": "web-1", "apiVersion": "/v1"}, "metric": {"name": metric}, "timestamp": "2026-01-01T00:00:00Z", "windowSeconds": 60, "value": f"7:{label_selector}"}
+        return [item]
+
+
+@pytest.fixture
+def adapter(tmp_path):
+    """The adapter's HTTPS server on a free loopback port with fake pod metrics; yields (base URL, CA, client cert)."""
+    import socket
+    import ssl
+    import threading
+
+    from aiconf.sandbox import pki
+    from aiconf.sandbox.addons.metrics_adapter_server import AdapterServer
+
+    ca, ca_key = pki.create_ca(tmp_path, "ca", "test-ca")
+    cert, key = pki.issue_cert(tmp_path, "serving", ca_cert=ca, ca_key=ca_key, dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    client = pki.issue_cert(tmp_path, "front-proxy-client", ca_cert=ca, ca_key=ca_key, client=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    tls.load_verify_locations(cafile=str(ca))
+    tls.verify_mode = ssl.CERT_OPTIONAL
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = AdapterServer(port, _FakePodMetrics(), tls, Path(ca).read_text(), ["front-proxy-client"])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{port}", ca, client
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _https_get(url: str, ca, client=None) -> tuple[int, dict | str]:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if client:
+        ctx.load_cert_chain(*map(str, client))
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as r:
+            body = r.read().decode()
+            return r.status, json.loads(body) if r.headers.get_content_type() == "application/json" else body
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read().decode())
+
+
+def test_adapter_serves_discovery_and_pod_metrics(adapter):
+    base, ca, client = adapter
+    assert _https_get(f"{base}/readyz", ca) == (200, "ok")
+    code, doc = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2", ca, client)
+    assert code == 200 and [r["name"] for r in doc["resources"]] == ["pods/requests_per_second"]
+    code, doc = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/requests_per_second?labelSelector=app%3Dweb", ca, client)
+    assert code == 200 and doc["kind"] == "MetricValueList"
+    assert doc["items"][0]["value"] == "7:app=web" and doc["items"][0]["describedObject"]["name"] == "web-1"
+    code, doc = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/other/requests_per_second", ca, client)
+    assert code == 404 and doc["kind"] == "Status"
+    code, _ = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/services/x/requests_per_second", ca, client)
+    assert code == 404
+
+
+def test_adapter_requires_the_request_header_client_cert(adapter):
+    base, ca, _ = adapter
+    code, doc = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2", ca)
+    assert code == 401 and doc["reason"] == "Unauthorized"
 
 
 # --- against the sandbox -----------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """cluster-autoscaler with its kwok cloud provider: not available in this environment, so no add-on is registered.
 
+Node autoscaling in the sandbox comes from Karpenter's kwok provider instead (:mod:`.karpenter`, add-on
+``karpenter``).
+
 The Go module proxy refuses the module outright (checked 2026-11-28 with Go 1.26.8, GOPROXY=proxy.golang.org)::
 
     $ go mod download -json k8s.io/autoscaler/cluster-autoscaler@v0.0.0-20260722070747-35e8a280425c
