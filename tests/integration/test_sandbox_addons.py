@@ -26,7 +26,9 @@ from aiconf.sandbox.addons.metrics_adapter_server import format_quantity, parse_
 
 def test_registry_order_and_defaults():
     names = list(ALL)
-    assert names.index("kuberay") < names.index("kueue"), "Kueue enables its Ray integration only if KubeRay is up first"
+    assert names.index("kuberay") < names.index("kueue"), (
+        "Kueue enables its Ray integration only if KubeRay is up first"
+    )
     assert set(DEFAULT) == {"gateway-api", "kuberay", "kueue", "custom-metrics"}
     assert "karpenter" in ALL and not ALL["karpenter"].default
     for addon in ALL.values():
@@ -53,7 +55,10 @@ class _FakeHandle:
 
 def test_kueue_webhooks_are_rewired_and_scoped():
     docs = kueue.webhook_configurations(_FakeHandle(), 12345)
-    assert [d["metadata"]["name"] for d in docs] == ["kueue-mutating-webhook-configuration", "kueue-validating-webhook-configuration"]
+    assert [d["metadata"]["name"] for d in docs] == [
+        "kueue-mutating-webhook-configuration",
+        "kueue-validating-webhook-configuration",
+    ]
     hooks = {w["name"]: w for d in docs for w in d["webhooks"]}
     for w in hooks.values():
         assert w["clientConfig"]["url"].startswith("https://127.0.0.1:12345/")
@@ -87,7 +92,13 @@ class _FakePodMetrics:
     def values(self, namespace, name, metric, label_selector):
         if name not in ("*", "web-1"):
             return None
-        item = {"describedObject": {"kind": "Pod", "namespace": namespace, "name": "web-1", "apiVersion": "/v1"}, "metric": {"name": metric}, "timestamp": "2026-01-01T00:00:00Z", "windowSeconds": 60, "value": f"7:{label_selector}"}
+        item = {
+            "describedObject": {"kind": "Pod", "namespace": namespace, "name": "web-1", "apiVersion": "/v1"},
+            "metric": {"name": metric},
+            "timestamp": "2026-01-01T00:00:00Z",
+            "windowSeconds": 60,
+            "value": f"7:{label_selector}",
+        }
         return [item]
 
 
@@ -102,7 +113,9 @@ def adapter(tmp_path):
     from aiconf.sandbox.addons.metrics_adapter_server import AdapterServer
 
     ca, ca_key = pki.create_ca(tmp_path, "ca", "test-ca")
-    cert, key = pki.issue_cert(tmp_path, "serving", ca_cert=ca, ca_key=ca_key, dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    cert, key = pki.issue_cert(
+        tmp_path, "serving", ca_cert=ca, ca_key=ca_key, dns_names=["localhost"], ip_addresses=["127.0.0.1"]
+    )
     client = pki.issue_cert(tmp_path, "front-proxy-client", ca_cert=ca, ca_key=ca_key, client=True)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
@@ -142,12 +155,20 @@ def test_adapter_serves_discovery_and_pod_metrics(adapter):
     assert _https_get(f"{base}/readyz", ca) == (200, "ok")
     code, doc = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2", ca, client)
     assert code == 200 and [r["name"] for r in doc["resources"]] == ["pods/requests_per_second"]
-    code, doc = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/requests_per_second?labelSelector=app%3Dweb", ca, client)
+    code, doc = _https_get(
+        f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/requests_per_second?labelSelector=app%3Dweb",
+        ca,
+        client,
+    )
     assert code == 200 and doc["kind"] == "MetricValueList"
     assert doc["items"][0]["value"] == "7:app=web" and doc["items"][0]["describedObject"]["name"] == "web-1"
-    code, doc = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/other/requests_per_second", ca, client)
+    code, doc = _https_get(
+        f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/other/requests_per_second", ca, client
+    )
     assert code == 404 and doc["kind"] == "Status"
-    code, _ = _https_get(f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/services/x/requests_per_second", ca, client)
+    code, _ = _https_get(
+        f"{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/services/x/requests_per_second", ca, client
+    )
     assert code == 404
 
 
@@ -193,13 +214,28 @@ class _Kube:
 
         from aiconf.sandbox.cluster import find_kubectl
 
-        proc = subprocess.run([find_kubectl(), f"--kubeconfig={self.kubeconfig}", *args], input=input, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [find_kubectl(), f"--kubeconfig={self.kubeconfig}", *args],
+            check=False,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             raise SandboxError(f"kubectl {' '.join(args)} failed (exit {proc.returncode}): {proc.stderr.strip()}")
         return proc.stdout
 
     def apply(self, docs: list[dict]) -> None:
-        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=aiconf-test", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=aiconf-test",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+        )
 
 
 @pytest.fixture
@@ -222,7 +258,9 @@ def _require(sb, addon: str) -> None:
     try:
         sb.kubectl("get", kind, name, "-o", "name")
     except SandboxError:
-        pytest.skip(f"add-on {addon} is not running in this cluster (start it: AICONF_TEST_SANDBOX_ADDONS={','.join(DEFAULT)})")
+        pytest.skip(
+            f"add-on {addon} is not running in this cluster (start it: AICONF_TEST_SANDBOX_ADDONS={','.join(DEFAULT)})"
+        )
 
 
 @pytest.fixture
@@ -270,7 +308,10 @@ def _job(name: str, queue: str, *, parallelism: int, gpus: int, hold_s: int = 20
                         {
                             "name": "train",
                             "image": "registry.invalid/train:1",
-                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"nvidia.com/gpu": str(gpus)}},
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "128Mi"},
+                                "limits": {"nvidia.com/gpu": str(gpus)},
+                            },
                         }
                     ],
                 },
@@ -297,10 +338,26 @@ def test_kueue_admits_a_job_and_holds_back_an_oversized_gang(sb, namespace):
         if r["name"] == "nvidia.com/gpu"
     )
     assert gpu_quota > 0, "the ClusterQueue should cover the fake GPU nodes"
-    sb.apply([{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "lq", "namespace": namespace}, "spec": {"clusterQueue": kueue.CLUSTER_QUEUE}}])
+    sb.apply(
+        [
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "LocalQueue",
+                "metadata": {"name": "lq", "namespace": namespace},
+                "spec": {"clusterQueue": kueue.CLUSTER_QUEUE},
+            }
+        ]
+    )
     fits = _job("fits", "lq", parallelism=2, gpus=1)
     too_big = _job("too-big", "lq", parallelism=gpu_quota + 1, gpus=1)
-    sb.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [fits, too_big]}))
+    sb.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [fits, too_big]}),
+    )
 
     def admitted():
         wl = _workload_for(sb, namespace, "fits")
@@ -310,7 +367,11 @@ def test_kueue_admits_a_job_and_holds_back_an_oversized_gang(sb, namespace):
 
     wl = _poll("the fitting Job's Workload to be admitted", admitted, 60)
     assert wl["status"]["admission"]["clusterQueue"] == kueue.CLUSTER_QUEUE
-    _poll("the admitted Job to be unsuspended", lambda: _get(sb, "job", "fits", "-n", namespace)["spec"].get("suspend") is False, 30)
+    _poll(
+        "the admitted Job to be unsuspended",
+        lambda: _get(sb, "job", "fits", "-n", namespace)["spec"].get("suspend") is False,
+        30,
+    )
 
     def pods_ready():
         w = _workload_for(sb, namespace, "fits")
@@ -351,14 +412,27 @@ METRIC = "requests_per_second"
 
 
 def _metric_values(sb, namespace: str, selector: str) -> dict[str, float]:
-    raw = sb.kubectl("get", "--raw", f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/*/{METRIC}?labelSelector={selector}")
+    raw = sb.kubectl(
+        "get",
+        "--raw",
+        f"/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/*/{METRIC}?labelSelector={selector}",
+    )
     doc = json.loads(raw)
     assert doc["kind"] == "MetricValueList"
     return {i["describedObject"]["name"]: parse_value(i["value"]) for i in doc["items"]}
 
 
 def _annotate_pods(sb, namespace: str, selector: str, value: str) -> None:
-    sb.kubectl("annotate", "pods", "-n", namespace, "-l", selector, "--overwrite", f"{custom_metrics.ANNOTATION_PREFIX}{METRIC}={value}")
+    sb.kubectl(
+        "annotate",
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        selector,
+        "--overwrite",
+        f"{custom_metrics.ANNOTATION_PREFIX}{METRIC}={value}",
+    )
 
 
 @sandbox
@@ -366,7 +440,10 @@ def test_custom_metrics_api_serves_annotations_and_drives_an_hpa(sb, namespace):
     _require(sb, "custom-metrics")
     svc = _get(sb, "apiservice", custom_metrics.APISERVICE)
     assert _conditions(svc)["Available"]["status"] == "True"
-    assert json.loads(sb.kubectl("get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2"))["groupVersion"] == "custom.metrics.k8s.io/v1beta2"
+    assert (
+        json.loads(sb.kubectl("get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2"))["groupVersion"]
+        == "custom.metrics.k8s.io/v1beta2"
+    )
 
     deploy = {
         "apiVersion": "apps/v1",
@@ -376,10 +453,15 @@ def test_custom_metrics_api_serves_annotations_and_drives_an_hpa(sb, namespace):
             "replicas": 1,
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
-                "metadata": {"labels": {"app": "web"}, "annotations": {f"{custom_metrics.ANNOTATION_PREFIX}{METRIC}": "1"}},
+                "metadata": {
+                    "labels": {"app": "web"},
+                    "annotations": {f"{custom_metrics.ANNOTATION_PREFIX}{METRIC}": "1"},
+                },
                 "spec": {
                     "nodeSelector": KWOK_ONLY,
-                    "containers": [{"name": "web", "image": "registry.invalid/web:1", "resources": {"requests": {"cpu": "50m"}}}],
+                    "containers": [
+                        {"name": "web", "image": "registry.invalid/web:1", "resources": {"requests": {"cpu": "50m"}}}
+                    ],
                 },
             },
         },
@@ -392,10 +474,18 @@ def test_custom_metrics_api_serves_annotations_and_drives_an_hpa(sb, namespace):
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "minReplicas": 1,
             "maxReplicas": 4,
-            "metrics": [{"type": "Pods", "pods": {"metric": {"name": METRIC}, "target": {"type": "AverageValue", "averageValue": "5"}}}],
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {"metric": {"name": METRIC}, "target": {"type": "AverageValue", "averageValue": "5"}},
+                }
+            ],
             "behavior": {
                 "scaleUp": {"stabilizationWindowSeconds": 0},
-                "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+                },
             },
         },
     }
@@ -404,21 +494,45 @@ def test_custom_metrics_api_serves_annotations_and_drives_an_hpa(sb, namespace):
     assert list(_metric_values(sb, namespace, "app=web").values()) == [1.0]
 
     sb.apply([hpa])
-    _poll("the HPA to read the metric", lambda: _get(sb, "hpa", "web", "-n", namespace).get("status", {}).get("currentMetrics"), 90, interval_s=2)
+    _poll(
+        "the HPA to read the metric",
+        lambda: _get(sb, "hpa", "web", "-n", namespace).get("status", {}).get("currentMetrics"),
+        90,
+        interval_s=2,
+    )
 
     _annotate_pods(sb, namespace, "app=web", "20")
-    _poll("the HPA to scale web up to 4", lambda: _get(sb, "deployment", "web", "-n", namespace)["spec"]["replicas"] == 4, 120, interval_s=2)
+    _poll(
+        "the HPA to scale web up to 4",
+        lambda: _get(sb, "deployment", "web", "-n", namespace)["spec"]["replicas"] == 4,
+        120,
+        interval_s=2,
+    )
 
     _poll("4 web pods", lambda: len(_metric_values(sb, namespace, "app=web")) == 4, 60)
     _annotate_pods(sb, namespace, "app=web", "1")
-    _poll("the HPA to scale web back down to 1", lambda: _get(sb, "deployment", "web", "-n", namespace)["spec"]["replicas"] == 1, 150, interval_s=2)
+    _poll(
+        "the HPA to scale web back down to 1",
+        lambda: _get(sb, "deployment", "web", "-n", namespace)["spec"]["replicas"] == 1,
+        150,
+        interval_s=2,
+    )
 
 
 @sandbox
 def test_kueue_admits_a_raycluster_through_its_ray_integration(sb, namespace):
     _require(sb, "kueue")
     _require(sb, "kuberay")
-    sb.apply([{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "lq", "namespace": namespace}, "spec": {"clusterQueue": kueue.CLUSTER_QUEUE}}])
+    sb.apply(
+        [
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
+                "kind": "LocalQueue",
+                "metadata": {"name": "lq", "namespace": namespace},
+                "spec": {"clusterQueue": kueue.CLUSTER_QUEUE},
+            }
+        ]
+    )
     rc = kuberay.raycluster("queued", namespace, worker_groups=("gpu",), replicas=2, node_selector=KWOK_ONLY)
     rc["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
     for tpl in [rc["spec"]["headGroupSpec"]["template"], *(w["template"] for w in rc["spec"]["workerGroupSpecs"])]:
@@ -433,7 +547,12 @@ def test_kueue_admits_a_raycluster_through_its_ray_integration(sb, namespace):
 
     wl = _poll("the RayCluster's Workload to be admitted", admitted, 60)
     assert sum(ps["count"] for ps in wl["spec"]["podSets"]) == 3, "head + 2 workers form one gang"
-    _poll("the admitted RayCluster to reach state ready", lambda: _get(sb, "raycluster", "queued", "-n", namespace).get("status", {}).get("state") == "ready", 120, interval_s=2)
+    _poll(
+        "the admitted RayCluster to reach state ready",
+        lambda: _get(sb, "raycluster", "queued", "-n", namespace).get("status", {}).get("state") == "ready",
+        120,
+        interval_s=2,
+    )
 
 
 @sandbox
@@ -448,7 +567,9 @@ def test_karpenter_adds_a_gpu_node_for_a_pending_pod_and_removes_it(sb, namespac
         "spec": {
             # only an autoscaled node matches, so the pod is pending until Karpenter adds one
             "nodeSelector": {"karpenter.sh/nodepool": karpenter.NODE_POOL},
-            "containers": [{"name": "c", "image": "registry.invalid/cuda:1", "resources": {"limits": {"nvidia.com/gpu": "4"}}}],
+            "containers": [
+                {"name": "c", "image": "registry.invalid/cuda:1", "resources": {"limits": {"nvidia.com/gpu": "4"}}}
+            ],
         },
     }
     sb.apply([pod])

@@ -34,6 +34,7 @@ def go_module_dir(module: str, version: str) -> Path:
         raise SandboxError(f"reading {module}@{version}: the 'go' command is not on PATH")
     proc = subprocess.run(
         [go, "mod", "download", "-json", f"{module}@{version}"],
+        check=False,
         env=go_env(),
         capture_output=True,
         text=True,
@@ -125,8 +126,16 @@ def loopback_service(name: str, namespace: str, port: int) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "aiconf-sandbox"}},
-        "spec": {"type": "ExternalName", "externalName": "127.0.0.1", "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "aiconf-sandbox"},
+        },
+        "spec": {
+            "type": "ExternalName",
+            "externalName": "127.0.0.1",
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        },
     }
 
 
@@ -134,9 +143,7 @@ def kube_json(sb: SandboxHandle, *args: str) -> Any:
     return json.loads(sb.kubectl(*args, "-o", "json"))
 
 
-def wait_for(
-    what: str, probe: Callable[[], tuple[bool, str]], *, timeout_s: float, interval_s: float = 1.0
-) -> None:
+def wait_for(what: str, probe: Callable[[], tuple[bool, str]], *, timeout_s: float, interval_s: float = 1.0) -> None:
     """Call ``probe`` until it returns ``(True, _)``; bounded. Raises SandboxError with the last state seen.
 
     ``probe`` may raise SandboxError (a kubectl failure); that counts as "not yet" and its text is kept.
@@ -151,7 +158,9 @@ def wait_for(
         if ok:
             return
         if time.monotonic() >= deadline:
-            raise SandboxError(f"timed out after {timeout_s:g}s waiting for {what}" + (f" (last seen: {last})" if last else ""))
+            raise SandboxError(
+                f"timed out after {timeout_s:g}s waiting for {what}" + (f" (last seen: {last})" if last else "")
+            )
         time.sleep(interval_s)
 
 
@@ -164,7 +173,7 @@ def http_ok(url: str, *, timeout_s: float = 2.0, insecure_tls: bool = True) -> b
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s, context=ctx) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=timeout_s, context=ctx) as resp:
             return 200 <= resp.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -179,12 +188,25 @@ def tcp_open(port: int, host: str = "127.0.0.1", timeout_s: float = 1.0) -> bool
 
 
 _SUFFIXES = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
 }
 
 
-def parse_quantity(q: str | int | float) -> float:
+def parse_quantity(q: str | float) -> float:
     """A Kubernetes resource quantity as a number (``"500m"`` → 0.5, ``"2Gi"`` → 2147483648)."""
     s = str(q).strip()
     for suffix in sorted(_SUFFIXES, key=len, reverse=True):
@@ -194,7 +216,14 @@ def parse_quantity(q: str | int | float) -> float:
 
 
 def create_custom_object(
-    sb: SandboxHandle, group: str, version: str, plural: str, body: dict, *, namespace: str | None = None, dry_run: bool = False
+    sb: SandboxHandle,
+    group: str,
+    version: str,
+    plural: str,
+    body: dict,
+    *,
+    namespace: str | None = None,
+    dry_run: bool = False,
 ) -> tuple[int, str]:
     """Create a custom object through the API (not kubectl); returns ``(HTTP status, Status message)``.
 

@@ -39,6 +39,7 @@ from aiconf.sandbox.addons._common import (
     service_dns_names,
     wait_for,
 )
+
 GROUP = "custom.metrics.k8s.io"
 VERSION = "v1beta2"
 #: A pod annotated ``metrics.aiconf.io/<metric>: "<value>"`` reports ``<value>`` for ``pods/<metric>``.
@@ -67,7 +68,9 @@ def apiservice(sb: SandboxHandle, port: int) -> dict:
 def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
     d = addon_dir(sb, "custom-metrics")
     port = sb.free_port()
-    cert, key = sb.issue_cert("custom-metrics-apiserver", dns_names=service_dns_names(SERVICE, NAMESPACE), ip_addresses=["127.0.0.1"])
+    cert, key = sb.issue_cert(
+        "custom-metrics-apiserver", dns_names=service_dns_names(SERVICE, NAMESPACE), ip_addresses=["127.0.0.1"]
+    )
     sb.apply([namespace_doc(NAMESPACE), loopback_service(SERVICE, NAMESPACE, port), apiservice(sb, port)])
     (d / "ports.json").write_text(json.dumps({"adapter": port}, indent=2) + "\n")
     argv = [
@@ -93,7 +96,9 @@ def wait_ready(sb: SandboxHandle, timeout_s: float = 90.0) -> None:
     def available() -> tuple[bool, str]:
         svc = kube_json(sb, "get", "apiservice", APISERVICE)
         cond = next((c for c in svc.get("status", {}).get("conditions", []) if c["type"] == "Available"), {})
-        return cond.get("status") == "True", f"Available={cond.get('status')} {cond.get('reason', '')}: {cond.get('message', '')}"
+        return cond.get(
+            "status"
+        ) == "True", f"Available={cond.get('status')} {cond.get('reason', '')}: {cond.get('message', '')}"
 
     try:
         wait_for(f"APIService {APISERVICE} to be Available", available, timeout_s=timeout_s)

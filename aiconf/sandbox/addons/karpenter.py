@@ -43,7 +43,9 @@ ZONE = "sandbox-zone-a"
 
 def crds() -> list[dict]:
     root = go_module_dir(KARPENTER.module, KARPENTER_VERSION)
-    files = sorted((root / "pkg" / "apis" / "crds").glob("*.yaml")) + sorted((root / "kwok" / "apis" / "crds").glob("*.yaml"))
+    files = sorted((root / "pkg" / "apis" / "crds").glob("*.yaml")) + sorted(
+        (root / "kwok" / "apis" / "crds").glob("*.yaml")
+    )
     return [d for f in files for d in load_yaml_docs(f)]
 
 
@@ -135,7 +137,9 @@ def wait_ready(sb: SandboxHandle, timeout_s: float = 90.0) -> None:
     def pool_ready() -> tuple[bool, str]:
         pool = kube_json(sb, "get", "nodepool", NODE_POOL)
         cond = next((c for c in pool.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
-        return cond.get("status") == "True", f"Ready={cond.get('status')} {cond.get('reason', '')}: {cond.get('message', '')}"
+        return cond.get(
+            "status"
+        ) == "True", f"Ready={cond.get('status')} {cond.get('reason', '')}: {cond.get('message', '')}"
 
     wait_for(f"NodePool {NODE_POOL} to be Ready", pool_ready, timeout_s=timeout_s)
 

@@ -119,7 +119,10 @@ def raycluster(
                     {
                         "name": container,
                         "image": "rayproject/ray:2.46.0",
-                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "256Mi"},
+                            "limits": {"cpu": "1", "memory": "1Gi"},
+                        },
                     }
                 ],
             }
@@ -153,9 +156,14 @@ def wait_ready(sb: SandboxHandle, timeout_s: float = 90.0) -> None:
         code, msg = create_custom_object(sb, "ray.io", "v1", "rayclusters", bad, namespace="default", dry_run=True)
         if code == 201:
             return False, "an invalid RayCluster was accepted"
-        return f'admission webhook "{WEBHOOK_NAME}" denied' in msg and DUPLICATE_GROUP_MESSAGE in msg, f"{code}: {msg[:300]}"
+        return (
+            f'admission webhook "{WEBHOOK_NAME}" denied' in msg and DUPLICATE_GROUP_MESSAGE in msg,
+            f"{code}: {msg[:300]}",
+        )
 
-    wait_for("KubeRay's webhook to refuse an invalid RayCluster", rejected_by_webhook, timeout_s=timeout_s, interval_s=2.0)
+    wait_for(
+        "KubeRay's webhook to refuse an invalid RayCluster", rejected_by_webhook, timeout_s=timeout_s, interval_s=2.0
+    )
 
 
 ADDON = Addon(

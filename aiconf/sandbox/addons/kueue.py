@@ -160,7 +160,9 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
 
     ray = _crd_exists(sb, "rayclusters.ray.io")
     cfg_path = d / "config.yaml"
-    cfg = config(webhook_port=webhook_port, cert_dir=cert_dir, health_port=health_port, metrics_port=metrics_port, ray=ray)
+    cfg = config(
+        webhook_port=webhook_port, cert_dir=cert_dir, health_port=health_port, metrics_port=metrics_port, ray=ray
+    )
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")  # JSON is YAML
 
     sb.apply([namespace_doc(NAMESPACE), *crds()])
@@ -169,10 +171,7 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
         json.dumps({"webhook": webhook_port, "health": health_port, "metrics": metrics_port}, indent=2) + "\n"
     )
 
-    mount = (
-        f"mount -t overlay aiconf-kueue-etc -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
-        ' && exec "$0" "$@"'
-    )
+    mount = f'mount -t overlay aiconf-kueue-etc -o lowerdir=/etc,upperdir={upper},workdir={work} /etc && exec "$0" "$@"'
     argv = [
         unshare, "-m", "--propagation", "private", "/bin/sh", "-c", mount,
         str(bins["kueue"]),
@@ -247,7 +246,12 @@ def wait_ready(sb: SandboxHandle, timeout_s: float = 90.0) -> None:
         sb.kubectl("create", "--dry-run=server", "-f", "-", "-o", "name", input=probe_doc)
         return True, ""
 
-    wait_for("Kueue's webhook to answer a dry-run ResourceFlavor create", webhook_answers, timeout_s=timeout_s, interval_s=2.0)
+    wait_for(
+        "Kueue's webhook to answer a dry-run ResourceFlavor create",
+        webhook_answers,
+        timeout_s=timeout_s,
+        interval_s=2.0,
+    )
     sb.apply(queue_objects(cluster_quota(sb)))
 
     def cq_active() -> tuple[bool, str]:

@@ -66,7 +66,15 @@ def format_quantity(value: float) -> str:
 
 
 def status(code: int, reason: str, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 class PodMetrics:
@@ -81,9 +89,9 @@ class PodMetrics:
     def metric_names(self) -> list[str]:
         names: set[str] = set()
         for pod in self.core.list_pod_for_all_namespaces(_request_timeout=10).items:
-            for key in (pod.metadata.annotations or {}):
+            for key in pod.metadata.annotations or {}:
                 if key.startswith(ANNOTATION_PREFIX) and len(key) > len(ANNOTATION_PREFIX):
-                    names.add(key[len(ANNOTATION_PREFIX):])
+                    names.add(key[len(ANNOTATION_PREFIX) :])
         return sorted(names)
 
     def values(self, namespace: str, name: str, metric: str, label_selector: str | None) -> list[dict] | None:
@@ -99,11 +107,15 @@ class PodMetrics:
                     return None
                 raise
         else:
-            pods = self.core.list_namespaced_pod(namespace, label_selector=label_selector or None, _request_timeout=10).items
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            pods = self.core.list_namespaced_pod(
+                namespace, label_selector=label_selector or None, _request_timeout=10
+            ).items
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         items = []
         for pod in pods:
-            if pod.metadata.deletion_timestamp is not None or (pod.status and pod.status.phase in ("Succeeded", "Failed")):
+            if pod.metadata.deletion_timestamp is not None or (
+                pod.status and pod.status.phase in ("Succeeded", "Failed")
+            ):
                 continue
             raw = (pod.metadata.annotations or {}).get(key)
             if raw is None:
@@ -111,11 +123,18 @@ class PodMetrics:
             try:
                 value = parse_value(raw)
             except ValueError:
-                log.warning("pod %s/%s: annotation %s=%r is not a number; skipped", namespace, pod.metadata.name, key, raw)
+                log.warning(
+                    "pod %s/%s: annotation %s=%r is not a number; skipped", namespace, pod.metadata.name, key, raw
+                )
                 continue
             items.append(
                 {
-                    "describedObject": {"kind": "Pod", "namespace": namespace, "name": pod.metadata.name, "apiVersion": "/v1"},
+                    "describedObject": {
+                        "kind": "Pod",
+                        "namespace": namespace,
+                        "name": pod.metadata.name,
+                        "apiVersion": "/v1",
+                    },
                     "metric": {"name": metric},
                     "timestamp": now,
                     "windowSeconds": WINDOW_SECONDS,
@@ -159,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
         cn = next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"), None)
         return cn in self.server.allowed_names
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         if path in ("/healthz", "/readyz", "/livez"):
@@ -167,10 +186,12 @@ class Handler(BaseHTTPRequestHandler):
         if not path.startswith("/apis"):
             return self._send(404, status(404, "NotFound", f"the server could not find {path}"))
         if not self._authenticated():
-            return self._send(401, status(401, "Unauthorized", "a client certificate from the request-header CA is required"))
+            return self._send(
+                401, status(401, "Unauthorized", "a client certificate from the request-header CA is required")
+            )
         try:
             return self._api(path, urllib.parse.parse_qs(url.query))
-        except Exception as e:  # noqa: BLE001 (answer 500 rather than dropping the connection)
+        except Exception as e:
             log.exception("GET %s failed", self.path)
             return self._send(500, status(500, "InternalError", f"{type(e).__name__}: {e}"))
 
@@ -182,10 +203,18 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, self._group())
         if path == f"/apis/{gv}":
             resources = [
-                {"name": f"pods/{m}", "singularName": "", "namespaced": True, "kind": "MetricValueList", "verbs": ["get"]}
+                {
+                    "name": f"pods/{m}",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "MetricValueList",
+                    "verbs": ["get"],
+                }
                 for m in self.server.metrics.metric_names()
             ]
-            return self._send(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+            return self._send(
+                200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+            )
         m = _METRIC_PATH.match(path)
         if not m:
             return self._send(404, status(404, "NotFound", f"the server could not find {path}"))
@@ -195,7 +224,9 @@ class Handler(BaseHTTPRequestHandler):
         selector = (query.get("labelSelector") or [None])[0]
         items = self.server.metrics.values(namespace, name, metric, selector)
         if items is None:
-            return self._send(404, status(404, "NotFound", f'the server could not find the metric {metric} for pods {name}'))
+            return self._send(
+                404, status(404, "NotFound", f"the server could not find the metric {metric} for pods {name}")
+            )
         return self._send(200, {"kind": "MetricValueList", "apiVersion": gv, "metadata": {}, "items": items})
 
     @staticmethod
@@ -243,7 +274,9 @@ def request_header_auth(kubeconfig: str) -> tuple[str | None, list[str]]:
     try:
         cm = core.read_namespaced_config_map("extension-apiserver-authentication", "kube-system", _request_timeout=10)
     except ApiException as e:
-        log.warning("cannot read kube-system/extension-apiserver-authentication (%s); serving without client auth", e.status)
+        log.warning(
+            "cannot read kube-system/extension-apiserver-authentication (%s); serving without client auth", e.status
+        )
         return None, []
     data = cm.data or {}
     ca = data.get("requestheader-client-ca-file")
@@ -260,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-client-auth", action="store_true", help="serve any TLS client (no request-header CA check)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
 
     client_ca, allowed = (None, []) if args.no_client_auth else request_header_auth(args.kubeconfig)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -270,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if client_ca:
         ctx.load_verify_locations(cadata=client_ca)
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        log.info("client certificates from the request-header CA are required on /apis (allowed names: %s)", allowed or "any")
+        log.info(
+            "client certificates from the request-header CA are required on /apis (allowed names: %s)", allowed or "any"
+        )
     else:
         log.info("serving without client authentication")
     server = AdapterServer(args.port, PodMetrics(args.kubeconfig), ctx, client_ca, allowed)
