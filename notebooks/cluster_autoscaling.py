@@ -29,10 +29,11 @@
 #
 # A sampler records the node count, the group's nodes, and pending/running test pods over time: the chart below.
 #
-# **Simulation.** In the local sandbox, nodes are kwok nodes. The Cluster Autoscaler add-on cannot be built there
-# (the Go module proxy refuses the module), so on the plain sandbox this check is NOT_APPLICABLE; the project's tests
-# exercise the active path against a test double of the kwok provider. Nodes an autoscaler adds on kwok are simulated:
-# nothing is provisioned on real hardware.
+# **Simulation.** In the local sandbox, nodes are kwok nodes. Cluster Autoscaler cannot be built there (the Go module
+# proxy refuses the module); the sandbox's optional `karpenter` add-on runs Karpenter with its kwok provider (NodePool
+# `aiconf-gpu`, 8-GPU instance type), and without it this check is NOT_APPLICABLE. The project's tests also exercise
+# the Cluster Autoscaler path against a test double of its kwok provider. Nodes an autoscaler adds on kwok are
+# simulated: nothing is provisioned on real hardware, and provisioning times are not those of a cloud.
 
 # %% tags=["parameters"]
 profile = ""          # parameter profile (interactive use); the runner injects final values instead

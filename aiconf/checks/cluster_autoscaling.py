@@ -211,11 +211,22 @@ def _int(v: Any, default: int | None = None) -> int | None:
 # --- Karpenter and Cluster API (pure) --------------------------------------------------------------------------------
 
 
-def karpenter_groups(nodepools: list[dict[str, Any]], nodes: list[dict[str, Any]], gpu_resource: str) -> list[NodeGroup]:
+def _selector_matches(labels: dict[str, str], selector: str) -> bool:
+    """Whether ``labels`` satisfy an equality label selector such as ``a=b,c=d`` (False for an empty selector)."""
+    pairs = [x.split("=", 1) for x in selector.split(",") if "=" in x]
+    return bool(pairs) and all(labels.get(k.strip()) == v.strip() for k, v in pairs)
+
+
+def karpenter_groups(nodepools: list[dict[str, Any]], nodes: list[dict[str, Any]], gpu_resource: str,
+                     gpu_node_selector: str = "") -> list[NodeGroup]:
+    """NodePools as node groups. Accelerator capability: accelerator instance requirements, an accelerator taint,
+    template labels matching ``gpu_node_selector``, an accelerator limit, or member nodes with accelerators."""
     groups = []
     for np_ in nodepools:
         name = np_["metadata"]["name"]
-        tpl = ((np_.get("spec") or {}).get("template") or {}).get("spec") or {}
+        template = (np_.get("spec") or {}).get("template") or {}
+        tpl = template.get("spec") or {}
+        tpl_labels = (template.get("metadata") or {}).get("labels") or {}
         reqs = tpl.get("requirements") or []
         members = [n for n in nodes if ((n.get("metadata") or {}).get("labels") or {}).get(KARPENTER_NODEPOOL_LABEL) == name]
         gpu_req = any(r.get("key") in KARPENTER_GPU_KEYS for r in reqs) or any(
@@ -223,6 +234,8 @@ def karpenter_groups(nodepools: list[dict[str, Any]], nodes: list[dict[str, Any]
         gpu_taint = any(t.get("key") == gpu_resource for t in tpl.get("taints") or [])
         gpu_nodes = any(_gpus(n, gpu_resource) > 0 for n in members)
         limits = (np_.get("spec") or {}).get("limits") or {}
+        gpu_labels = _selector_matches(tpl_labels, gpu_node_selector)
+        gpu_limit = parse_quantity(limits.get(gpu_resource, 0) or 0) > 0
         used = (np_.get("status") or {}).get("resources") or {}
         max_size, current = None, len(members)
         detail = "no limits (unbounded)"
@@ -234,8 +247,11 @@ def karpenter_groups(nodepools: list[dict[str, Any]], nodes: list[dict[str, Any]
             detail = f"limit nodes={max_size}"
         elif limits:
             detail = "limits on " + ", ".join(sorted(limits)) + " (not checked against usage)"
+        ref = tpl.get("nodeClassRef") or {}
+        if ref.get("group") == "karpenter.kwok.sh":
+            detail += "; kwok provider (simulated nodes)"
         groups.append(NodeGroup("karpenter", name, 0, max_size, current,
-                                gpu=True if (gpu_req or gpu_taint or gpu_nodes) else None,
+                                gpu=True if (gpu_req or gpu_taint or gpu_nodes or gpu_labels or gpu_limit) else None,
                                 selector={KARPENTER_NODEPOOL_LABEL: name},
                                 tolerations=[{"key": t["key"], "operator": "Exists", "effect": t.get("effect", "NoSchedule")}
                                              for t in tpl.get("taints") or [] if t.get("key")], detail=detail))
@@ -392,7 +408,8 @@ def detect(kube: Any, params: Any, nodes: list[dict[str, Any]] | None = None) ->
         pools = _list_if_served(kube, api_version, "NodePool")
         if pools:
             mechanisms.append(f"Karpenter ({len(pools)} NodePools, {api_version})")
-            groups += karpenter_groups(pools, nodes, params.gpu_resource_name)
+            groups += karpenter_groups(pools, nodes, params.gpu_resource_name, params.gpu_node_selector)
+            evidence["karpenter-nodepools"] = yaml.safe_dump(pools, sort_keys=False)
             break
     capi: list[dict[str, Any]] = []
     for api_version in ("cluster.x-k8s.io/v1beta2", "cluster.x-k8s.io/v1beta1"):
@@ -485,8 +502,10 @@ def run(ctx: CheckContext) -> None:
         ctx.record("autoscaler_detected", Verdict.PASS, "; ".join(det.mechanisms),
                    expected="a cluster autoscaler or equivalent", observed=f"{len(det.groups)} node group(s)",
                    groups=[g.row() for g in det.groups])
-        if any(g.source == "cluster-autoscaler/kwok" for g in det.groups):
-            ctx.note("the node groups belong to Cluster Autoscaler's kwok provider: the nodes it adds are simulated (kwok)")
+        for g in det.groups:
+            if g.source == "cluster-autoscaler/kwok" or "kwok provider" in g.detail:
+                who = "Karpenter" if g.source == "karpenter" else "Cluster Autoscaler"
+                ctx.note(f"node group {g.name} belongs to {who}'s kwok provider: the nodes it adds are simulated (kwok)")
 
     with ctx.step("check that an accelerator node group can grow"):
         group, verdict, why = choose_group(det.groups, p.ca_gpu_node_group)

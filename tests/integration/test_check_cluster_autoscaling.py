@@ -9,6 +9,9 @@ The sandbox has no Cluster Autoscaler (the Go module proxy refuses ``k8s.io/auto
   removed when empty) lets the active test run against the real scheduler and kwok. It proves the check's logic, not
   any autoscaler;
 * broken: the double's accelerator group already at max (current == max) must not PASS.
+
+With the sandbox's ``karpenter`` add-on (Karpenter's kwok provider, not a default add-on) the active test also runs
+against a real node autoscaler, and its NodePool's accelerator limit set to the current usage must not PASS.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ def kube(kube_sandbox) -> Kube:
 
 def real_autoscaler(kube: Kube) -> bool:
     return any(kube.get("v1", "ConfigMap", n, "kube-system") for n in ("cluster-autoscaler-status", "kwok-provider-config"))
+
+
+def any_autoscaler(kube: Kube, kube_sandbox) -> list[str]:
+    return ca.detect(kube, load_parameters("sandbox", {"kubeconfig": str(kube_sandbox.kubeconfig)})).mechanisms
 
 
 def run(kube_sandbox, tmp_path, **overrides):
@@ -180,6 +187,9 @@ def no_real_autoscaler(kube):
 
 
 def test_without_autoscaler_the_check_is_not_applicable(kube_sandbox, kube, tmp_path, no_real_autoscaler):
+    found = any_autoscaler(kube, kube_sandbox)
+    if found:
+        pytest.skip(f"this sandbox has a node autoscaler ({'; '.join(found)})")
     result, run_id = run(kube_sandbox, tmp_path)
     assert result.verdict is Verdict.NOT_APPLICABLE, result.reason
     assert result.level == "MUST"
@@ -192,7 +202,7 @@ def test_active_scale_up_and_down_with_a_kwok_provider_double(kube_sandbox, kube
     fake = FakeKwokAutoscaler(kube, min_size=0, max_size=2).start()
     try:
         result, run_id = run(kube_sandbox, tmp_path, cluster_autoscaling_active=True, ca_scale_up_timeout_s=60,
-                             ca_scale_down_timeout_s=60)
+                             ca_scale_down_timeout_s=60, ca_gpu_node_group=fake.name)
     finally:
         fake.stop()
     assert result.verdict is Verdict.PASS, (result.reason, result.error, [(s.id, s.summary) for s in result.subchecks])
@@ -213,11 +223,48 @@ def test_group_at_max_does_not_pass(kube_sandbox, kube, tmp_path, no_real_autosc
     # One node already in the group and max 1: the autoscaler is present but cannot grow the accelerator group.
     fake = FakeKwokAutoscaler(kube, min_size=1, max_size=1).start(loop=False)
     try:
-        result, run_id = run(kube_sandbox, tmp_path, cluster_autoscaling_active=True)
+        result, run_id = run(kube_sandbox, tmp_path, cluster_autoscaling_active=True, ca_gpu_node_group=fake.name)
     finally:
         fake.stop()
     assert result.verdict is Verdict.FAIL
     sub = result.subcheck("gpu_group_can_grow")
     assert sub.verdict is Verdict.FAIL and "current 1 = max 1" in sub.summary
+    assert all(result.subcheck(s).verdict is Verdict.UNKNOWN for s in ca.ACTIVE)
+    assert leftovers(kube, run_id) == []
+
+
+KARPENTER_POOL = "aiconf-gpu"
+
+
+@pytest.fixture
+def karpenter_pool(kube):
+    pool = kube.get("karpenter.sh/v1", "NodePool", KARPENTER_POOL) if kube.has_kind("karpenter.sh/v1", "NodePool") else None
+    if pool is None:
+        pytest.skip("the sandbox runs without the karpenter add-on (AICONF_TEST_SANDBOX_ADDONS=...,karpenter)")
+    return pool
+
+
+def test_active_scale_up_and_down_with_karpenter(kube_sandbox, kube, tmp_path, karpenter_pool):
+    result, run_id = run(kube_sandbox, tmp_path, cluster_autoscaling_active=True, ca_gpu_node_group=KARPENTER_POOL)
+    assert result.verdict is Verdict.PASS, (result.reason, result.error, [(s.id, s.summary) for s in result.subchecks])
+    assert result.metrics["node_group"]["source"] == "karpenter"
+    new = result.metrics["ca_new_nodes"]
+    assert new and all(v["gpus"] > 0 and v["simulated"] for v in new.values())
+    assert any("Karpenter's kwok provider" in n for n in result.notes)
+    assert leftovers(kube, run_id) == []
+    assert not [n for n in kube.list("v1", "Node") if n["metadata"]["name"] in new]
+
+
+def test_karpenter_pool_at_its_limit_does_not_pass(kube_sandbox, kube, tmp_path, karpenter_pool):
+    limits = dict(karpenter_pool["spec"].get("limits") or {})
+    in_use = ((karpenter_pool.get("status") or {}).get("resources") or {}).get("nvidia.com/gpu", "0")
+    kube.patch("karpenter.sh/v1", "NodePool", KARPENTER_POOL, {"spec": {"limits": {"nvidia.com/gpu": in_use}}})
+    try:
+        result, run_id = run(kube_sandbox, tmp_path, cluster_autoscaling_active=True, ca_gpu_node_group=KARPENTER_POOL)
+    finally:
+        kube.patch("karpenter.sh/v1", "NodePool", KARPENTER_POOL, {"spec": {"limits": limits}})
+    assert result.verdict is Verdict.FAIL
+    sub = result.subcheck("gpu_group_can_grow")
+    assert sub.verdict is Verdict.FAIL and f"{KARPENTER_POOL} current" in sub.summary
     assert all(result.subcheck(s).verdict is Verdict.UNKNOWN for s in ca.ACTIVE)
     assert leftovers(kube, run_id) == []

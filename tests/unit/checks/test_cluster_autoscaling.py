@@ -141,6 +141,23 @@ def test_karpenter_nodepool_with_gpu_limit():
     assert unbounded.can_grow is True
 
 
+def test_karpenter_kwok_pool_is_gpu_capable_from_template_labels_or_gpu_limit():
+    pool = {"metadata": {"name": "aiconf-gpu"},
+            "spec": {"template": {"metadata": {"labels": {"nvidia.com/gpu.present": "true", "type": "kwok"}},
+                                  "spec": {"requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
+                                                             "values": ["aiconf-gpu-8x"]}],
+                                           "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}}},
+                     "limits": {"nvidia.com/gpu": "16"}},
+            "status": {"resources": {"cpu": "0"}}}
+    g = ca.karpenter_groups([pool], [], "nvidia.com/gpu", "nvidia.com/gpu.present=true")[0]
+    assert g.gpu is True and g.can_grow is True and (g.current, g.max_size) == (0, 16)
+    assert "simulated" in g.detail
+    no_limit = copy.deepcopy(pool)
+    no_limit["spec"]["limits"] = {}
+    assert ca.karpenter_groups([no_limit], [], "nvidia.com/gpu", "nvidia.com/gpu.present=true")[0].gpu is True
+    assert ca.karpenter_groups([no_limit], [], "nvidia.com/gpu", "")[0].gpu is None
+
+
 def test_capi_annotations():
     md = {"kind": "MachineDeployment", "metadata": {"name": "gpu-md", "namespace": "default",
                                                     "annotations": {ca.CAPI_MIN: "0", ca.CAPI_MAX: "3", ca.CAPI_GPU_COUNT: "4"}},
