@@ -39,3 +39,43 @@ KWOK = GoComponent(
 )
 
 CORE = (KUBE, ETCD, KWOK)
+
+# --- the real node (aiconf/sandbox/realnode.py) ---------------------------------------------------------------------
+# kubelet and kube-proxy come from KUBE above; containerd, runc and the CNI plugins are Debian packages.
+
+COREDNS_VERSION = "v1.14.7"
+
+# A CoreDNS with only the plugins the sandbox uses (the full build pulls every cloud provider's SDK). Cluster names
+# only: no `forward` plugin, so a name outside cluster.local is never sent anywhere.
+_COREDNS_MAIN = """package main
+
+import (
+	"github.com/coredns/coredns/core/dnsserver"
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+	"github.com/coredns/coredns/coremain"
+)
+
+// The plugin.cfg order, restricted to the plugins compiled in.
+var directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes"}
+
+func init() { dnsserver.Directives = directives }
+
+func main() { coremain.Run() }
+"""
+
+COREDNS = GoComponent(
+    name="coredns",
+    module="github.com/coredns/coredns",
+    version=COREDNS_VERSION,
+    main_go=_COREDNS_MAIN,
+    binary_names=("coredns",),
+)
+
+#: What the real node builds besides CORE (`aiconf sandbox build` builds it too).
+REAL_NODE = (COREDNS,)
