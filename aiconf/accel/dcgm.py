@@ -764,7 +764,9 @@ def draw_gpu_series(ax: Any, frame: Any, load_window: tuple[float, float] | None
     mem_ax.set_ylim(bottom=0)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = mem_ax.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=7, framealpha=0.9)
+    # below the axes: inside, it would cover the load's plateau at 100 %
+    ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(3, len(h1) + len(h2)),
+              fontsize=7, frameon=False)
     ax.set_title("GPU utilization and memory around the load")
     return mem_ax
 
