@@ -87,7 +87,21 @@ def sandbox(ctx: click.Context, state_dir: Path | None, debug: bool) -> None:
     ctx.obj["debug"] = ctx.obj.get("debug") or debug
 
 
+#: Whether ``up``/``plan`` start the real node unless told (--real-node/--no-real-node).
+REAL_NODE_DEFAULT = False
+
+
+def _real_node(real_node: bool, gpus: int):
+    from aiconf.sandbox.realnode import RealNodeSpec
+
+    return RealNodeSpec(gpus=gpus) if real_node else False
+
+
 def _node_options(f):
+    f = click.option("--real-node-gpus", type=click.IntRange(0, 16), default=2, show_default=True,
+                     help="Simulated GPUs the real node's device plugin advertises.")(f)
+    f = click.option("--real-node/--no-real-node", default=REAL_NODE_DEFAULT, show_default=True,
+                     help="Also run one real node (kubelet + containerd + runc in its own network namespace).")(f)
     f = click.option("--gpu-taint", is_flag=True, help="Taint GPU nodes nvidia.com/gpu:NoSchedule.")(f)
     f = click.option("--cpu-nodes", type=click.IntRange(0, 64), default=1, show_default=True)(f)
     f = click.option("--gpus-per-node", type=click.IntRange(1, 64), default=8, show_default=True)(f)
@@ -114,14 +128,14 @@ def build(ctx: click.Context, addon_names: str | None, no_addons: bool) -> None:
 @_node_options
 @click.pass_context
 def up(ctx: click.Context, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int, gpu_taint: bool,
-       addon_names: str | None, no_addons: bool) -> None:
+       addon_names: str | None, no_addons: bool, real_node: bool, real_node_gpus: int) -> None:
     """Start the sandbox (says so and exits 0 if it already runs)."""
     addons = resolve_addons(addon_names, no_addons)
     sb = _sandbox(ctx)
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so a half-started sandbox is stopped, not orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     st = sb.up(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes, gpu_taint=gpu_taint,
-               addons=addons)
+               addons=addons, real_node=_real_node(real_node, real_node_gpus))
     if st.get("already_up"):
         click.echo(f"sandbox already up ({sb.state_dir})")
     click.echo(f"export KUBECONFIG={sb.kubeconfig}")
@@ -153,6 +167,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
             if n:
                 click.echo(f"nodes: {n.get('gpu_nodes')} GPU x {n.get('gpus_per_node')} + {n.get('cpu_nodes')} CPU"
                            f"{' (GPU taint)' if n.get('gpu_taint') else ''}; pod CIDR {st.get('pod_cidr')}")
+            rn = st.get("real_node")
+            if rn:
+                t = rn.get("timings", {})
+                click.echo(f"real node: {rn.get('node')} {rn.get('node_ip')} pods {rn.get('pod_cidr')} "
+                           f"GPUs {rn.get('gpus')}; Ready {t.get('node_ready_s', '-')}s after kubelet start")
             for name, p in st.get("processes", {}).items():
                 click.echo(f"  {name:<28} pid {p.get('pid'):<8} {'alive' if p['alive'] else 'DEAD'}")
             names = [a["name"] for a in st.get("addons", [])]
@@ -184,11 +203,12 @@ def kubeconfig(ctx: click.Context) -> None:
 @_node_options
 @click.pass_context
 def plan(ctx: click.Context, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int, gpu_taint: bool,
-         addon_names: str | None, no_addons: bool) -> None:
+         addon_names: str | None, no_addons: bool, real_node: bool, real_node_gpus: int) -> None:
     """Print what `up` would do (folders, files, routes, argv); changes nothing."""
     addons = resolve_addons(addon_names, no_addons)
     for line in _sandbox(ctx).plan(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes,
-                                   gpu_taint=gpu_taint, addons=addons):
+                                   gpu_taint=gpu_taint, addons=addons,
+                                   real_node=_real_node(real_node, real_node_gpus)):
         click.echo(line)
 
 

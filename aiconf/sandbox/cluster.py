@@ -17,6 +17,10 @@ its kernel start time matches the recorded one, so a recycled PID is never signa
 Network rule: every server listens on 127.0.0.1. kwok hands out fake pod IPs and the API server fake ClusterIPs,
 and nothing may ever send packets to them, so ``up`` adds ``ip route add unreachable`` for both ranges (a /20 each,
 chosen so concurrent sandboxes do not share one) and ``down`` removes the routes.
+
+``up(real_node=True)`` adds one real node (kubelet + containerd + runc in a network namespace of its own, see
+:mod:`aiconf.sandbox.realnode`); its processes are the runtime's like any other, and ``down`` also undoes what
+:func:`aiconf.sandbox.realnode.setup_host` made (netns, veth, routes, mounts, cgroups).
 """
 
 from __future__ import annotations
@@ -40,11 +44,11 @@ from pathlib import Path
 
 from aiconf.errors import SandboxError
 from aiconf.sandbox import components as comp
-from aiconf.sandbox import gobuild, pki
+from aiconf.sandbox import gobuild, pki, realnode
 from aiconf.sandbox.addon import Addon, Process
 from aiconf.sandbox.nodes import NodeSpec, dra_objects
 from aiconf.sandbox.nodes import nodes as node_manifests
-from aiconf.sandbox.versions import CORE, ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from aiconf.sandbox.versions import CORE, ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION, REAL_NODE
 
 STATE_VERSION = 1
 
@@ -250,7 +254,7 @@ class Sandbox:
         """Build (or find cached) every core binary and the add-ons' components; returns ``{binary: path}``."""
         say = progress or self.progress
         bins: dict[str, Path] = {}
-        for component in [*CORE, *(c for a in addons for c in a.components)]:
+        for component in [*CORE, *REAL_NODE, *(c for a in addons for c in a.components)]:
             cached = gobuild.is_built(component, self.cache_root)
             started = time.monotonic()
             bins.update(gobuild.ensure(component, cache_root=self.cache_root, progress=say))
@@ -392,8 +396,22 @@ class Sandbox:
     def _choose_ports(self) -> comp.Ports:
         return comp.Ports(**{f.name: _free_port(self._ports_taken) for f in dataclasses.fields(comp.Ports)})
 
+    def _real_node_config(self, cfg: comp.ClusterConfig, spec: realnode.RealNodeSpec,
+                          build: bool = False) -> realnode.RealNodeConfig:
+        """The real node of this sandbox: its CIDR slot, the API server's port, kubelet/kube-proxy (and CoreDNS,
+        built now when ``build`` and not cached)."""
+        bins = {k: v for k, v in cfg.bins.items() if k in ("kubelet", "kube-proxy")}
+        if spec.dns:
+            for component in REAL_NODE:
+                bins.update(gobuild.ensure(component, cache_root=self.cache_root, progress=self.progress) if build
+                            else gobuild.binary_paths(component, self.cache_root))
+        dns_ports = (_free_port(self._ports_taken), _free_port(self._ports_taken)) if spec.dns else (0, 0)
+        return realnode.RealNodeConfig(state_dir=self.state_dir, slot=realnode.slot_of(cfg.pod_cidr),
+                                       apiserver_port=cfg.ports.apiserver, service_cidr=cfg.service_cidr,
+                                       bins=bins, spec=spec, dns_ports=dns_ports)
+
     def plan(self, gpu_nodes: int = 2, gpus_per_node: int = 8, cpu_nodes: int = 1, gpu_taint: bool = False,
-             addons: Sequence[Addon] = ()) -> list[str]:
+             addons: Sequence[Addon] = (), real_node: bool | realnode.RealNodeSpec = False) -> list[str]:
         """What ``up`` would do, as readable lines; starts nothing and writes nothing."""
         spec = NodeSpec(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes, gpu_taint=gpu_taint)
         spec.validate()
@@ -403,6 +421,11 @@ class Sandbox:
         unbuilt = [c.key for c in CORE if not gobuild.is_built(c, self.cache_root)]
         cfg = self._config(bins, self._choose_ports(), "10.99.0.0/20", "10.96.0.0/20")
         lines = plan_lines(cfg, spec, addons)
+        rspec = _real_node_spec(real_node)
+        if rspec is not None:
+            rcfg = self._real_node_config(cfg, rspec)
+            at = next((i for i, ln in enumerate(lines) if ln.startswith("add-on ")), len(lines))
+            lines[at:at] = realnode.plan_lines(rcfg)
         if unbuilt:
             lines.insert(0, f"build {', '.join(unbuilt)} (not cached yet; `up` builds them first)")
         lines.insert(0, f"# sandbox {self.state_dir} (ports are free now and chosen again by `up`; the CIDR pair is "
@@ -436,7 +459,7 @@ class Sandbox:
 
     def up(self, gpu_nodes: int = 2, gpus_per_node: int = 8, cpu_nodes: int = 1, gpu_taint: bool = False,
            addons: Sequence[Addon] | None = None, *, node_spec: NodeSpec | None = None,
-           timeout_s: float = 60) -> dict:
+           timeout_s: float = 60, real_node: bool | realnode.RealNodeSpec = False) -> dict:
         """Start the sandbox and return :meth:`status` (with ``already_up: True`` when it was running).
 
         Args:
@@ -445,6 +468,7 @@ class Sandbox:
                 names and defaults).
             node_spec: a full NodeSpec instead of the four shortcuts.
             timeout_s: bound for the nodes to become Ready (process readiness has its own bounds).
+            real_node: also start the real node (True, or a RealNodeSpec: GPU count, taint, DNS, DCGM).
 
         Raises:
             SandboxError: a binary is missing and cannot be built, a process died or never became ready (the
@@ -454,10 +478,14 @@ class Sandbox:
         spec = node_spec or NodeSpec(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes,
                                      gpu_taint=gpu_taint)
         spec.validate()
+        rspec = _real_node_spec(real_node)
+        if rspec is not None:
+            rspec.validate()
         with self._lock():
-            return self._up(spec, list(addons or ()), timeout_s)
+            return self._up(spec, list(addons or ()), timeout_s, rspec)
 
-    def _up(self, spec: NodeSpec, addons: list[Addon], timeout_s: float) -> dict:
+    def _up(self, spec: NodeSpec, addons: list[Addon], timeout_s: float,
+            real_node: realnode.RealNodeSpec | None = None) -> dict:
         current = self.status()
         if current["state"] == "running":
             self.progress(f"[up] sandbox already up at {self.state_dir} (kubeconfig: {self.kubeconfig})")
@@ -504,6 +532,9 @@ class Sandbox:
             self.progress(f"[up] control plane ready in {time.monotonic() - started:.1f}s "
                           f"(apiserver {cfg.apiserver_url})")
 
+            if real_node is not None:
+                realnode.start(self, state, self._real_node_config(cfg, real_node, build=True))
+
             for addon in addons:
                 self._start_addon(addon, state)
 
@@ -524,6 +555,9 @@ class Sandbox:
             self._save_state(state)
         with contextlib.suppress(Exception):
             self._stop_processes(state)
+        with contextlib.suppress(Exception):
+            if not realnode.teardown(state.get("real_node"), self.progress):
+                state.pop("real_node", None)
         with contextlib.suppress(Exception):
             self._remove_routes(state)
             self._save_state(state)
@@ -875,8 +909,13 @@ class Sandbox:
                 return {"stopped": [], "routes_removed": []}
         names = [n for n, r in state.get("processes", {}).items() if self._alive(r)]
         survivors = self._stop_processes(state)
+        # The real node's namespaces, mounts, cgroups and routes, once its processes are stopped (before the
+        # unreachable fences go: its teardown puts the ClusterIP fence back first).
+        problems = realnode.teardown(state.get("real_node"), say)
+        if not problems:
+            state.pop("real_node", None)
         routes = list(state.get("routes", []))
-        problems = self._remove_routes(state)
+        problems += self._remove_routes(state)
         if survivors or problems:
             with contextlib.suppress(Exception):
                 self._save_state(state)
@@ -912,6 +951,13 @@ class Sandbox:
                 shutil.rmtree(child)
             else:
                 child.unlink()
+
+
+def _real_node_spec(real_node) -> realnode.RealNodeSpec | None:
+    """``up``'s ``real_node`` argument as a spec (None: no real node)."""
+    if real_node is None or real_node is False:
+        return None
+    return realnode.RealNodeSpec() if real_node is True else real_node
 
 
 def plan_lines(cfg: comp.ClusterConfig, spec: NodeSpec, addons: Sequence[Addon] = ()) -> list[str]:
