@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 AICONF := $(BIN)/aiconf
 # Debian packages the project needs: chromium renders the HTML report in tests; iproute2/iptables for the sandbox.
-APT_PACKAGES := chromium iproute2 iptables
+APT_PACKAGES := chromium iproute2 iptables containerd runc containernetworking-plugins conntrack busybox-static gcc libc6-dev python3.11
 PYTEST_ARGS ?=
 
 .PHONY: setup venv apt sandbox-build demo test test-unit notebooks lint clean bench

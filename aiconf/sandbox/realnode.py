@@ -71,7 +71,7 @@ from aiconf.errors import SandboxError
 from aiconf.sandbox import images, pki
 from aiconf.sandbox.addon import Process
 from aiconf.sandbox.components import http_ok
-from aiconf.sandbox.nodes import SANDBOX_NODE_LABEL, GpuModel, NodeSpec, gpu_node_labels, gpu_uuid
+from aiconf.sandbox.nodes import SANDBOX_NODE_LABEL, GpuModel, NodeSpec, gpu_node_labels
 
 NODE_NAME = "sandbox-real-0"
 REAL_NODE_LABEL = "sandbox.aiconf.io/real-node"
@@ -417,8 +417,12 @@ def kubelet_config(cfg: RealNodeConfig) -> dict:
         "maxPods": 110,
         "registerNode": True,
         "oomScoreAdj": 0,
+        # Frequent status updates: the GPU count the device plugin registers shows in allocatable sooner.
+        "nodeStatusUpdateFrequency": "4s",
         "nodeStatusReportFrequency": "10s",
     }
+    if cfg.spec.taint:
+        doc["registerWithTaints"] = [dict(TAINT)]
     if cfg.spec.dns:
         doc["clusterDNS"] = [cfg.dns_ip]
     return doc
@@ -511,8 +515,6 @@ def processes(cfg: RealNodeConfig) -> list[Process]:
         f"--node-ip={cfg.node_ip}", f"--hostname-override={cfg.node_name}", "--root-dir=/var/lib/kubelet",
         f"--node-labels={labels}", "--v=1",
     ]
-    if cfg.spec.taint:
-        kubelet_argv.append("--register-with-taints={key}={value}:{effect}".format(**TAINT))
     kubelet = Process(
         "kubelet", cfg.in_node(*kubelet_argv),
         ready=http_ok(f"http://{cfg.node_ip}:{KUBELET_HEALTHZ_PORT}/healthz"), ready_timeout_s=90,
@@ -618,7 +620,7 @@ def plan_lines(cfg: RealNodeConfig) -> list[str]:
         f"real node {cfg.node_name}: netns {cfg.netns}, veth {cfg.veth_host} {cfg.host_ip}/30 <-> {cfg.veth_node} "
         f"{cfg.node_ip}/30, bridge {cfg.bridge} {cfg.pod_gateway}/24 in the netns",
         f"route add {cfg.pod_cidr} via {cfg.node_ip}   # pod IPs reachable from the host",
-        f"route replace {cfg.service_cidr} via {cfg.node_ip}   # ClusterIPs through kube-proxy (instead of unreachable)",
+        f"route replace {cfg.service_cidr} via {cfg.node_ip}   # ClusterIPs via kube-proxy (instead of unreachable)",
         f"mount namespace {cfg.mnt_ns}: tmpfs /run /var/lib /var/log; {cfg.kubelet_dir} on /var/lib/kubelet; "
         f"kernel tunables from {cfg.sysctl_dir}",
         f"cgroup {cfg.cgroup_root} in every cgroup hierarchy",
@@ -700,6 +702,12 @@ def check_prerequisites() -> None:
                            + " (make setup installs them; or run `aiconf sandbox up --no-real-node`)")
     if os.geteuid() != 0:
         raise SandboxError("the real node needs root (network and mount namespaces, cgroups, mknod)")
+    try:
+        import google.protobuf  # noqa: F401
+        import grpc  # noqa: F401  (the device plugin's only dependency outside the standard library)
+    except ImportError:
+        raise SandboxError("the real node's device plugin needs the Python packages grpcio and protobuf "
+                           "(pip install -e . installs them)") from None
 
 
 def _cgroup_mounts() -> list[Path]:
@@ -1186,7 +1194,7 @@ def serve_proxy(listen: tuple[str, int], to: tuple[str, int]) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*to), timeout=10)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             writer.close()
             return
         await asyncio.gather(_pipe(reader, up_w), _pipe(up_r, writer))

@@ -38,8 +38,9 @@ LOAD_FRESH_S = 5.0
 ALLOWED_ERRNOS = (errno.ENXIO, errno.ENODEV)
 
 
-def read_map(path: str = MAP_FILE) -> dict[int, dict]:
+def read_map(path: str | None = None) -> dict[int, dict]:
     """``{minor: {"index", "uuid", "memory_mib", "name"}}`` from the plugin's mapping file ({} when absent)."""
+    path = path or MAP_FILE
     out: dict[int, dict] = {}
     try:
         with open(path) as f:
@@ -77,8 +78,9 @@ def probe_device(path: str) -> str:
     return "allowed"
 
 
-def visible_gpus(dev_dir: str = DEV_DIR, map_file: str = MAP_FILE) -> list[dict]:
+def visible_gpus(dev_dir: str | None = None, map_file: str | None = None) -> list[dict]:
     """The GPUs this process may open, ordered by minor number, each with its mapped index/UUID/name."""
+    dev_dir = dev_dir or DEV_DIR
     mapping = read_map(map_file)
     env_uuids = [u for u in os.environ.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if u.startswith("GPU-")]
     gpus = []
@@ -103,8 +105,9 @@ def visible_gpus(dev_dir: str = DEV_DIR, map_file: str = MAP_FILE) -> list[dict]
     return gpus
 
 
-def read_load(uuid: str, load_dir: str = LOAD_DIR, now: float | None = None) -> dict:
+def read_load(uuid: str, load_dir: str | None = None, now: float | None = None) -> dict:
     """The simulated load on a GPU: ``{"util": %, "fb_used_mib": MiB}`` from its fresh load file, else zeros."""
+    load_dir = load_dir or LOAD_DIR
     now = time.time() if now is None else now
     path = os.path.join(load_dir, uuid, "load")
     try:

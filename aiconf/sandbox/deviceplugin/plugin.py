@@ -213,7 +213,8 @@ def _write_json(path: Path, doc: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     kdir = Path(args.kubelet_dir)
-    smi_wrapper = Path(args.smi_wrapper) if args.smi_wrapper else Path(__file__).resolve().parents[1] / "images" / "nvidia-smi"
+    recipes = Path(__file__).resolve().parents[1] / "images"
+    smi_wrapper = Path(args.smi_wrapper) if args.smi_wrapper else recipes / "nvidia-smi"
     smi_impl = Path(__file__).resolve().parents[2] / "workloads" / "fake_nvidia_smi.py"
     gpus = Gpus(root, args.node, args.count, args.product, args.memory_mib)
     gpus.prepare(smi_wrapper, smi_impl)
