@@ -127,5 +127,29 @@ def chart(result: RequirementResult, name: str, *, figsize: tuple[float, float] 
     return fig
 
 
+def _figure_png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _register_png_formatter() -> None:
+    """Show returned figures as PNG in kernels: with the Agg backend forced (headless papermill), IPython would
+    otherwise print ``<Figure size ...>`` instead of the chart."""
+    try:
+        from IPython import get_ipython
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None and hasattr(ip, "display_formatter"):
+        ip.display_formatter.formatters["image/png"].for_type(Figure, _figure_png)
+
+
+_register_png_formatter()
+
+
 def _esc(text: str) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -78,6 +78,12 @@ class _Progress:
         self.line(f"[aiconf] done   {rid:<28} {verdict:<15} {seconds:6.1f}s  ({done}/{self.total})")
 
 
+def _drop_unknown_parameter_warnings(record: logging.LogRecord) -> bool:
+    """Every notebook receives every parameter (one set of values for the whole run) but declares only those it
+    reads; papermill warns about each other one, which is noise here."""
+    return not record.getMessage().startswith("Passed unknown parameter")
+
+
 class _CellLogHandler(logging.Handler):
     """papermill's ``log_output`` sends cell stdout/stderr to its logger; forward the checks' step lines."""
 
@@ -177,6 +183,7 @@ def run(
     handler = _CellLogHandler(progress)
     pm_logger = logging.getLogger("papermill")
     pm_logger.addHandler(handler)
+    pm_logger.addFilter(_drop_unknown_parameter_warnings)
     pm_logger.setLevel(logging.INFO)
     pm_logger.propagate = False
 
@@ -206,6 +213,7 @@ def run(
         interrupted = stop.is_set()
         _restore_signal_handlers(previous)
         pm_logger.removeHandler(handler)
+        pm_logger.removeFilter(_drop_unknown_parameter_warnings)
         # The second net: whatever a crashed or interrupted check left behind, by run-id label.
         if params.cleanup:
             _sweep(kube, plan.run_id, params, progress)
