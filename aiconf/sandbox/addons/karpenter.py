@@ -150,5 +150,8 @@ ADDON = Addon(
     components=(KARPENTER,),
     start=start,
     wait_ready=wait_ready,
-    default=False,
+    # On by default: the cluster autoscaling check then runs its real scale-up/scale-down in the sandbox (the
+    # cluster-autoscaler module is refused by the Go proxy). It provisions kwok nodes for pods that fit its
+    # NodePool only; checks that need pods to stay pending use quota (Kueue) or unsatisfiable claims.
+    default=True,
 )
