@@ -543,7 +543,7 @@ def burst_deployment(name: str, namespace: str, replicas: int, gpus: int, group:
             "command": ["sh", "-c", "sleep 86400"],
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi", params.gpu_resource_name: str(gpus)},
                           "limits": {"memory": "32Mi", params.gpu_resource_name: str(gpus)}},
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
         }],
     }
     if group.selector:

@@ -346,7 +346,7 @@ def claim_pod(name: str, namespace: str, template: str, params: Any) -> dict[str
                 # What the driver injected (CDI env such as GPU_DEVICE_*, NVIDIA_VISIBLE_DEVICES) goes to the pod log.
                 "command": ["sh", "-c", "env | grep -i -E 'gpu|nvidia|device' | sort; sleep 3600"],
                 "resources": {"claims": [{"name": "accelerator"}]},
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
             }
         ],
     }

@@ -244,7 +244,7 @@ def gang_job(name: str, namespace: str, queue: str, size: int, plan: GangPlan, p
                 "imagePullPolicy": params.image_pull_policy,
                 "command": ["sh", "-c", f"echo gang member $JOB_COMPLETION_INDEX; sleep {params.gang_pod_run_s}"],
                 "resources": {"requests": requests, "limits": limits},
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
             }
         ],
     }

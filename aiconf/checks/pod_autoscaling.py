@@ -218,7 +218,7 @@ def workload(name: str, namespace: str, params: Any, *, gpu: bool, exporter: boo
         "name": "server",
         "imagePullPolicy": params.image_pull_policy,
         "resources": resources,
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
     }
     volumes = []
     if exporter:

@@ -136,6 +136,10 @@ def raycluster(
 
     def template(container: str) -> dict[str, Any]:
         spec: dict[str, Any] = {
+            # Ray images run as user "ray" (uid 1000); the uid is given because a named user cannot be verified
+            # against runAsNonRoot. No readOnlyRootFilesystem: Ray writes its session directory, sockets and logs
+            # under /tmp/ray and files under the user's home, at paths that change between Ray versions.
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [
                 {
                     "name": container,
@@ -145,6 +149,7 @@ def raycluster(
                         "requests": {"cpu": "200m", "memory": "512Mi"},
                         "limits": {"cpu": "1", "memory": "2Gi"},
                     },
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 }
             ],
         }
