@@ -474,15 +474,38 @@ def _archive(ref: str, stem: str, layers: list[Path], config: ImageConfig, cdir:
 
 
 @contextlib.contextmanager
-def _build_lock(cdir: Path):
+def _build_lock(cdir: Path, timeout_s: float = 600):
+    """Concurrent sandboxes build the same images: one builds, the others wait (polled, bounded) and then find the
+    result in the cache."""
     import fcntl
 
     cdir.mkdir(parents=True, exist_ok=True)
     with open(cdir / ".lock", "w") as lk:
-        # Concurrent sandboxes build the same images: one builds, the others wait (bounded by flock's caller: the
-        # build itself takes seconds) and then find the result in the cache.
-        fcntl.flock(lk, fcntl.LOCK_EX)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SandboxError(f"another image build still holds {cdir / '.lock'} after "
+                                       f"{timeout_s:g}s") from None
+                time.sleep(0.2)
         yield
+
+
+#: Cached archives (and layers) kept per image: the newest few, so a cache shared by checkouts stays small.
+KEEP_PER_IMAGE = 3
+
+
+def _prune(keep: Path) -> None:
+    """Remove older siblings of ``keep`` (same name up to the key: ``<name>-<key>.tar``), newest first kept."""
+    name = keep.name.rsplit("-", 1)[0]
+    siblings = [p for p in keep.parent.glob(f"{name}-*.tar") if p != keep and p.name.rsplit("-", 1)[0] == name]
+    for p in sorted(siblings, key=lambda p: p.stat().st_mtime, reverse=True)[KEEP_PER_IMAGE - 1:]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+            p.with_suffix(".digest").unlink(missing_ok=True)
 
 
 def build(name: str, cdir: Path | None = None) -> Built:
@@ -523,6 +546,9 @@ def build(name: str, cdir: Path | None = None) -> Built:
         else:
             raise SandboxError(f"unknown sandbox image {name!r} (pause, utility, python)")
         path, digest, arch_cached = _archive(ref, stem, layers, config, cdir)
+        if not arch_cached:
+            for p in (path, *layers):
+                _prune(p)
     return Built(ref, path, digest, path.stat().st_size, cached and arch_cached, round(time.monotonic() - started, 2))
 
 

@@ -6,7 +6,8 @@
 - otherwise a fresh :class:`~aiconf.sandbox.cluster.Sandbox` in a temporary state dir, started once with 2 GPU
   nodes x 8 GPUs + 1 CPU node (no add-ons), and stopped (``down``) at the end of the session.
   ``AICONF_TEST_SANDBOX_ADDONS=a,b`` starts those add-ons too; ``AICONF_KEEP_SANDBOX=1`` leaves it running and
-  prints its kubeconfig.
+  prints its kubeconfig. The sandbox also runs its real node (kubelet + containerd, 2 simulated GPUs, tainted so
+  only pods that ask land there; see aiconf.sandbox.realnode) unless ``AICONF_TEST_REAL_NODE=0``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def kube_sandbox(tmp_path_factory) -> KubeSandbox:
     addons = resolve_addons(None if names == "none" else names, no_addons=names == "none")
     state_dir = tmp_path_factory.mktemp("sandbox") / "state"
     sb = Sandbox(state_dir, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    sb.up(gpu_nodes=2, gpus_per_node=8, cpu_nodes=1, addons=addons)
+    real_node = os.environ.get("AICONF_TEST_REAL_NODE", "1") != "0"
+    sb.up(gpu_nodes=2, gpus_per_node=8, cpu_nodes=1, addons=addons, real_node=real_node)
     try:
         yield KubeSandbox(sb.kubeconfig, sb)
     finally:

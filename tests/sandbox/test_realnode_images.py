@@ -161,3 +161,18 @@ def test_unknown_image_is_refused(tmp_path):
 
     with pytest.raises(SandboxError, match="unknown sandbox image"):
         images.build("nope", tmp_path)
+
+
+def test_cache_keeps_only_the_newest_archives_per_image(tmp_path):
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    for i in range(5):
+        names = (f"python-k{i}.tar", f"layers/python-base-k{i}.tar", f"layers/python-workloads-k{i}.tar")
+        for p in (tmp_path / n for n in names):
+            p.write_text("x")
+            os.utime(p, (1000 + i, 1000 + i))
+    images._prune(tmp_path / "python-k4.tar")
+    images._prune(layers / "python-base-k4.tar")
+    assert sorted(p.name for p in tmp_path.glob("*.tar")) == ["python-k2.tar", "python-k3.tar", "python-k4.tar"]
+    assert sorted(p.name for p in layers.glob("python-base-*.tar")) == [f"python-base-k{i}.tar" for i in (2, 3, 4)]
+    assert len(list(layers.glob("python-workloads-*.tar"))) == 5  # another layer's files are not its siblings

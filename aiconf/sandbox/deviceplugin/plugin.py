@@ -131,6 +131,7 @@ class DevicePlugin(pb2_grpc.DevicePluginServicer):
         self.changed = threading.Condition()
         self.generation = 0
         self.stopping = threading.Event()
+        self.allocated = threading.Event()  #: set by Allocate: refresh the attribution soon
 
     def devices(self) -> list[pb2.Device]:
         bad = self.gpus.unhealthy()
@@ -175,6 +176,7 @@ class DevicePlugin(pb2_grpc.DevicePluginServicer):
             except ValueError as e:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             log.info("Allocate: %s", ",".join(ids))
+        self.allocated.set()
         return resp
 
     def PreStartContainer(self, request, context):  # noqa: N802
@@ -230,8 +232,13 @@ def run(args: argparse.Namespace) -> int:
     log.info("serving %s on %s (%d simulated GPUs)", RESOURCE, sock, gpus.count)
 
     stop = threading.Event()
+
+    def on_signal(*_):
+        stop.set()
+        plugin.allocated.set()  # wakes the loop
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
 
     kubelet_sock = kdir / "device-plugins" / "kubelet.sock"
     registered_ino = None
@@ -266,7 +273,12 @@ def run(args: argparse.Namespace) -> int:
                     last_attr = attr
             except grpc.RpcError as e:
                 log.debug("pod-resources List failed: %s", e)
-        stop.wait(1.0)
+        # Bounded wait; an Allocate wakes it so the new holder shows in allocations.json within about a second
+        # (the kubelet records the assignment before it creates the container).
+        if plugin.allocated.wait(1.0):
+            plugin.allocated.clear()
+            next_attr = min(next_attr, time.monotonic() + 0.3)
+            stop.wait(0.3)
     plugin.stopping.set()
     plugin.bump()
     server.stop(grace=1).wait(3)
