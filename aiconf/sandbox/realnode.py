@@ -710,6 +710,40 @@ def check_prerequisites() -> None:
                            "(pip install -e . installs them)") from None
 
 
+#: inotify instances per user: every kube component, containerd's CNI watcher and the kubelet's file watchers
+#: take some, and several sandboxes on one machine (all root) exhaust the usual 128 ("too many open files").
+INOTIFY_INSTANCES = 1024
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def raise_inotify_limit(progress: Progress) -> None:
+    """Raise ``fs.inotify.max_user_instances`` to :data:`INOTIFY_INSTANCES` when lower (never lowers it: other
+    sandboxes may rely on it), as kind's known-issues page advises for several clusters on one host."""
+    try:
+        current = int(INOTIFY_SYSCTL.read_text())
+        if current < INOTIFY_INSTANCES:
+            INOTIFY_SYSCTL.write_text(f"{INOTIFY_INSTANCES}\n")
+            progress(f"[up] real node: raised fs.inotify.max_user_instances {current} -> {INOTIFY_INSTANCES}")
+    except OSError as e:
+        progress(f"[up] real node: could not raise fs.inotify.max_user_instances ({e.strerror})")
+
+
+def check_cri(cfg: RealNodeConfig) -> None:
+    """containerd answers on its socket even when its CRI plugin failed to load; the kubelet then dies with
+    "unknown service runtime.v1.RuntimeService". Ask containerd which plugins loaded and name the reason."""
+    r = _run(["ctr", f"--address={cfg.containerd_sock}", "plugins", "ls"], "list containerd plugins", check=False)
+    for line in r.stdout.splitlines():  # TYPE ID PLATFORMS STATUS
+        parts = line.split()
+        if parts[:2] == ["io.containerd.grpc.v1", "cri"] and parts[-1] == "ok":
+            return
+    reason = ""
+    log = cfg.state_dir / "logs" / "containerd.log"
+    with contextlib.suppress(OSError):
+        reason = next((ln for ln in log.read_text().splitlines() if "failed to load plugin io.containerd.grpc.v1.cri"
+                       in ln), "")
+    raise SandboxError(f"real node: containerd's CRI plugin is not running ({reason or r.stdout.strip()[-300:]})")
+
+
 def _cgroup_mounts() -> list[Path]:
     """Mount points of the cgroup hierarchies (v1 controllers and v2), from /proc/self/mountinfo."""
     out = []
@@ -1025,6 +1059,7 @@ def start(sb, state: dict, cfg: RealNodeConfig) -> dict:
     say = sb.progress
     t0 = time.monotonic()
     check_prerequisites()
+    raise_inotify_limit(say)
     if len(str(cfg.containerd_sock)) > 100:
         raise SandboxError(f"real node: the state dir path is too long for unix sockets ({cfg.containerd_sock}); "
                            "use a shorter --state-dir")
@@ -1050,6 +1085,7 @@ def start(sb, state: dict, cfg: RealNodeConfig) -> dict:
         sb._launch(procs[name], state)
     for name in ("node-apiserver-proxy", "containerd"):
         sb._wait_ready(procs[name], state)
+    check_cri(cfg)
     built = build.get()
     record["timings"]["image_build_s"] = round(build.seconds, 2)
     record["images"] = {b.ref: {"archive": str(b.path), "digest": b.digest, "cached": b.cached} for b in built}
