@@ -87,8 +87,10 @@ def sandbox(ctx: click.Context, state_dir: Path | None, debug: bool) -> None:
     ctx.obj["debug"] = ctx.obj.get("debug") or debug
 
 
-#: Whether ``up``/``plan`` start the real node unless told (--real-node/--no-real-node).
-REAL_NODE_DEFAULT = False
+#: Whether ``up``/``plan`` start the real node unless told (--real-node/--no-real-node): one kubelet + containerd
+#: node with simulated GPUs beside the kwok nodes (aiconf.sandbox.realnode; needs root and the Debian packages
+#: make setup installs).
+REAL_NODE_DEFAULT = True
 
 
 def _real_node(real_node: bool, gpus: int):
