@@ -7,6 +7,7 @@ Checks clean up after themselves; this sweep is the second net (a SIGKILLed runn
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,21 +68,24 @@ def find_leftovers(kube: Kube, run_id: str | None = None) -> list[Leftover]:
 
 
 def delete_leftovers(kube: Kube, leftovers: list[Leftover], timeout_s: float = 180) -> list[str]:
-    """Delete cluster-scoped objects first, then namespaces (waiting until they are gone). Returns problems."""
+    """Delete cluster-scoped objects first, then namespaces, and wait (bounded by ``timeout_s`` overall) until every
+    one is gone: finalizers (Kueue's on ClusterQueues, namespace content) keep objects around for a while, and
+    "cleaned up" must mean gone. Returns problems."""
     problems: list[str] = []
-    for item in [x for x in leftovers if x.kind != "Namespace"]:
+    cluster_scoped = [x for x in leftovers if x.kind != "Namespace"]
+    namespaces = [x for x in leftovers if x.kind == "Namespace"]
+    deleted: list[Leftover] = []
+    for item in cluster_scoped + namespaces:
         try:
             kube.delete(item.api_version, item.kind, item.name)
+            deleted.append(item)
         except Exception as e:
             problems.append(f"{item}: {e}")
-    for item in [x for x in leftovers if x.kind == "Namespace"]:
+    deadline = time.monotonic() + timeout_s
+    for item in deleted:
         try:
-            kube.delete("v1", "Namespace", item.name)
-        except Exception as e:
-            problems.append(f"{item}: {e}")
-    for item in [x for x in leftovers if x.kind == "Namespace"]:
-        try:
-            kube.wait_for_deletion("v1", "Namespace", item.name, None, timeout_s)
+            kube.wait_for_deletion(item.api_version, item.kind, item.name, None,
+                                   max(1.0, deadline - time.monotonic()))
         except Exception as e:
             problems.append(f"{item}: still present: {e}")
     return problems

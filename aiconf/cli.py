@@ -27,6 +27,16 @@ class AiconfGroup(click.Group):
                 traceback.print_exc()
             click.echo(f"aiconf: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            # Before the runner installs its handlers (connecting, planning) nothing has been created yet.
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo("aiconf: interrupted", err=True)
+            sys.exit(130)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _split_ids(values: tuple[str, ...]) -> list[str]:
@@ -86,8 +96,11 @@ def run(profile: str | None, sets: tuple[str, ...], kubeconfig: str | None, cont
         checklist_version: str | None, only: tuple[str, ...], skip: tuple[str, ...], parallel: int, output: str,
         timeout_s: int, no_report: bool) -> None:
     """Run the requirement notebooks against a cluster and write outputs/<run-id>/."""
+    import signal
+
     from aiconf import runner
 
+    signal.signal(signal.SIGTERM, _terminate)  # like Ctrl-C until the runner takes over (exit 130, not -15)
     params = _params(profile, sets, kubeconfig, context, checklist_version)
     code = runner.run(params, only=_split_ids(only) or None, skip=_split_ids(skip) or None, parallel=parallel,
                       output=output, timeout_s=timeout_s, profile=profile or "", report=not no_report)

@@ -98,6 +98,7 @@ class CheckContext:
         )
         self.labels = {LABEL_MANAGED_BY: "aiconf", LABEL_RUN_ID: run_id, LABEL_REQUIREMENT: requirement_id}
         self.current_step = "start"
+        self._failed: tuple[BaseException, str] | None = None
         self.series_by_name: dict[str, TimeSeries] = {}
         self.namespaces: list[str] = []
         self._cleanup = contextlib.ExitStack()
@@ -116,11 +117,23 @@ class CheckContext:
         self.log(f"{name} ...")
         try:
             yield
+        except BaseException as e:
+            # Remember the innermost step an exception left: by the time the executor sees it, current_step has
+            # been restored to the outer step.
+            if self._failed is None or self._failed[0] is not e:
+                self._failed = (e, name)
+            raise
         finally:
             self.result.metrics.setdefault("steps", []).append(
                 {"step": name, "seconds": round(time.monotonic() - started, 3)}
             )
             self.current_step = previous
+
+    def step_of(self, error: BaseException) -> str:
+        """The step ``error`` was raised in (the current step when it left no step)."""
+        if self._failed is not None and self._failed[0] is error:
+            return self._failed[1]
+        return self.current_step
 
     def record(
         self,

@@ -9,6 +9,8 @@ ERROR with the step it was in, and the exception propagates after cleanup so pap
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import traceback
 import uuid
@@ -22,6 +24,12 @@ from aiconf.errors import AiconfError, ClusterAccessError, WaitTimeout
 from aiconf.kube import Kube
 from aiconf.model import RequirementResult
 from aiconf.params import Params, load_parameters
+
+
+#: Written into the run folder by the runner when the run is interrupted (SIGINT/SIGTERM): a check that has not
+#: started does not start, and a running one is interrupted even if its kernel missed the runner's SIGINT (a kernel
+#: ignores SIGINT between cells and while it starts).
+STOP_MARKER = ".interrupted"
 
 
 def new_run_id() -> str:
@@ -89,25 +97,32 @@ def run_check(
     if ctx.result.level is None:
         ctx.note(f"{requirement_id} is not part of checklist {version}: informational only")
     pending: BaseException | None = None
+    guard = _InterruptGuard(ctx, run_dir / STOP_MARKER)
     try:
+        guard.start()
         spec.run(ctx)
     except WaitTimeout as e:
-        ctx.result.error = {"type": "WaitTimeout", "message": str(e), "step": ctx.current_step}
+        ctx.result.error = {"type": "WaitTimeout", "message": str(e), "step": ctx.step_of(e)}
     except ClusterAccessError as e:
-        ctx.result.error = {"type": type(e).__name__, "message": str(e), "step": ctx.current_step}
+        ctx.result.error = {"type": type(e).__name__, "message": str(e), "step": ctx.step_of(e)}
     except AiconfError as e:
-        ctx.result.error = {"type": type(e).__name__, "message": str(e), "step": ctx.current_step}
+        ctx.result.error = {"type": type(e).__name__, "message": str(e), "step": ctx.step_of(e)}
     except Exception as e:  # a bug or an unexpected API answer: ERROR with the traceback, never a verdict
         ctx.result.error = {"type": type(e).__name__, "message": str(e) or type(e).__name__,
-                            "step": ctx.current_step, "traceback": traceback.format_exc(limit=8)}
+                            "step": ctx.step_of(e), "traceback": traceback.format_exc(limit=8)}
     except BaseException as e:  # KeyboardInterrupt (Ctrl-C, papermill cell timeout), SystemExit: clean up, then re-raise
-        ctx.result.error = {"type": type(e).__name__, "message": f"interrupted during step '{ctx.current_step}'",
-                            "step": ctx.current_step}
+        guard.body_done()
+        step = ctx.step_of(e)
+        waiting = f" while waiting for {kube.waiting_for}" if getattr(kube, "waiting_for", "") else ""
+        message = str(e) if isinstance(e, KeyboardInterrupt) and e.args else f"interrupted during step '{step}'{waiting}"
+        ctx.result.error = {"type": type(e).__name__, "message": message, "step": step}
         pending = e
     finally:
+        guard.body_done()  # from here on a further SIGINT is ignored: cleanup runs to its own bounds
         try:
             ctx.close()
         finally:
+            guard.stop()
             result = ctx.result
             result.finalize()
             result.finished_at = now_iso()
@@ -136,3 +151,54 @@ def run_from_notebook(requirement_id: str, namespace: dict[str, Any]) -> Require
                        run_dir=namespace.get("output_dir", ""))
     return result
 
+
+class _InterruptGuard:
+    """Makes an interrupted check clean up exactly once.
+
+    While the check runs, the first SIGINT raises KeyboardInterrupt (the check's cleanup runs); any later one (a second
+    Ctrl-C, the runner's marker seen after its SIGINT, nbclient re-interrupting after a cell timeout) is ignored until
+    cleanup has finished, because a KeyboardInterrupt inside cleanup would leave objects behind. A watcher thread turns
+    the runner's stop marker into that first SIGINT. Only in the main thread (where Python delivers signals); elsewhere
+    (a check run from a worker thread) it does nothing.
+    """
+
+    def __init__(self, ctx: CheckContext, marker: Path, poll_s: float = 0.25):
+        self.ctx, self.marker, self.poll_s = ctx, marker, poll_s
+        self.active = threading.current_thread() is threading.main_thread()
+        self.interrupted = False
+        self.running = threading.Event()
+        self.previous: Any = False  # False = nothing installed
+
+    def start(self) -> None:
+        if self.marker.exists():
+            raise KeyboardInterrupt("the run was interrupted before this check started")
+        if not self.active:
+            return
+        self.running.set()
+        self.previous = signal.signal(signal.SIGINT, self._on_sigint)
+        threading.Thread(target=self._watch, name=f"aiconf-stop-{self.ctx.requirement_id}", daemon=True).start()
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.interrupted or not self.running.is_set():
+            self.ctx.log("interrupt ignored: the check is cleaning up (bounded by cleanup_timeout_s)")
+            return
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def _watch(self) -> None:
+        while self.running.is_set():
+            if self.marker.exists():
+                if self.running.is_set() and not self.interrupted:
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                return
+            time.sleep(self.poll_s)
+
+    def body_done(self) -> None:
+        self.running.clear()
+
+    def stop(self) -> None:
+        self.running.clear()
+        if self.active and self.previous is not False:
+            # None: the previous handler was not installed from Python; Python's own default is the closest.
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
+            self.previous = False

@@ -46,6 +46,8 @@ class Kube:
         self.request_timeout_s = request_timeout_s
         self.retries = retries
         self.server = server
+        #: What a wait in progress waits for ("" when none): an interrupted or timed-out check reports it.
+        self.waiting_for = ""
         self._dyn: dynamic.DynamicClient | None = None
         self._lock = threading.Lock()
 
@@ -193,7 +195,26 @@ class Kube:
         res = self._resource(obj["apiVersion"], obj["kind"])
         ns = obj.get("metadata", {}).get("namespace") if res.namespaced else None
         kwargs = {"dry_run": "All"} if dry_run else {}
-        return _plain(self._call(lambda: res.create(body=obj, namespace=ns, **kwargs), "POST", obj["kind"], ns))
+        attempts = 0
+
+        def do() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return res.create(body=obj, namespace=ns, **kwargs)
+
+        try:
+            return _plain(self._call(do, "POST", obj["kind"], ns))
+        except ApiException as e:
+            # A create retried after a lost connection (an API server restart) may have gone through the first time:
+            # the object that exists is ours when it carries every label we sent (the run id makes them unique).
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            if e.status != 409 or attempts < 2 or dry_run or not labels:
+                raise
+            existing = self.get(obj["apiVersion"], obj["kind"], obj["metadata"].get("name", ""), ns)
+            have = ((existing or {}).get("metadata") or {}).get("labels") or {}
+            if existing and not existing["metadata"].get("deletionTimestamp") and labels.items() <= have.items():
+                return existing
+            raise
 
     def apply(self, obj: dict[str, Any], *, field_manager: str = "aiconf", force: bool = True) -> dict[str, Any]:
         """Server-side apply (works for CRDs whose schema is too large for client-side apply)."""
@@ -284,8 +305,15 @@ class Kube:
             WaitTimeout: the deadline passed; carries a description of the last state.
         """
         res = self._resource(api_version, kind)
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        deadline = started + timeout_s
         objects: dict[str, dict[str, Any]] = {}
+        # Time without a live list/watch (API server restarting, connection lost) does not count as observation:
+        # the deadline moves by it (at most to twice the timeout), and a wait that ends without seeing the cluster
+        # raises ClusterAccessError instead of WaitTimeout, so a "nothing happened for N s" never rests on a gap.
+        blind_since: float | None = None
+        unobserved = 0.0
+        last_error = ""
 
         def key(o: dict[str, Any]) -> str:
             return f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
@@ -293,48 +321,83 @@ class Kube:
         def state() -> list[dict[str, Any]]:
             return list(objects.values())
 
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                listing = _plain(self._call(lambda: res.get(namespace=namespace, label_selector=label_selector,
-                                                            field_selector=field_selector), "GET", kind, namespace))
-                objects = {key(o): o for o in (listing.get("items") or [])}
-                rv = listing.get("metadata", {}).get("resourceVersion")
-                if on_change:
-                    on_change(state())
-                if predicate(state()):
-                    return state()
-                w = watch.Watch()
-                for event in w.stream(res.get, namespace=namespace, label_selector=label_selector,
-                                      field_selector=field_selector, resource_version=rv, serialize=False,
-                                      timeout_seconds=max(1, int(min(remaining, 60)))):
-                    obj = _plain(event["object"])
-                    if event["type"] == "ERROR" or not isinstance(obj, dict) or "metadata" not in obj:
-                        break  # expired (410) or broken: re-list
-                    if event["type"] == "DELETED":
-                        objects.pop(key(obj), None)
-                    elif event["type"] in ("ADDED", "MODIFIED"):
-                        objects[key(obj)] = obj
-                    else:
-                        continue
+        def lost(error: str) -> None:
+            nonlocal blind_since, last_error
+            blind_since = time.monotonic() if blind_since is None else blind_since
+            last_error = error
+
+        self.waiting_for = what
+        try:
+            while True:
+                if time.monotonic() >= deadline:
+                    break
+                try:
+                    listing = _plain(self._call(lambda: res.get(namespace=namespace, label_selector=label_selector,
+                                                                field_selector=field_selector), "GET", kind, namespace))
+                    if blind_since is not None:
+                        gap = time.monotonic() - blind_since
+                        unobserved += gap
+                        deadline = min(deadline + gap, started + 2 * timeout_s)
+                        blind_since = None
+                    objects = {key(o): o for o in (listing.get("items") or [])}
+                    rv = listing.get("metadata", {}).get("resourceVersion")
                     if on_change:
                         on_change(state())
                     if predicate(state()):
-                        w.stop()
                         return state()
-                    if time.monotonic() >= deadline:
-                        w.stop()
-                        break
-            except ApiException as e:
-                if e.status == 410 or e.status in TRANSIENT_STATUS:
-                    continue  # re-list
-                raise
-            except (urllib3.exceptions.HTTPError, ConnectionError, OSError):
-                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # apiserver restarting: re-establish
-                continue
+                    remaining = deadline - time.monotonic()
+                    w = watch.Watch()
+                    for event in w.stream(res.get, namespace=namespace, label_selector=label_selector,
+                                          field_selector=field_selector, resource_version=rv, serialize=False,
+                                          timeout_seconds=max(1, int(min(remaining, 60)))):
+                        obj = _plain(event["object"])
+                        if event["type"] == "ERROR" or not isinstance(obj, dict) or "metadata" not in obj:
+                            break  # expired (410) or broken: re-list
+                        if event["type"] == "DELETED":
+                            objects.pop(key(obj), None)
+                        elif event["type"] in ("ADDED", "MODIFIED"):
+                            objects[key(obj)] = obj
+                        else:
+                            continue
+                        if on_change:
+                            on_change(state())
+                        if predicate(state()):
+                            w.stop()
+                            return state()
+                        if time.monotonic() >= deadline:
+                            w.stop()
+                            break
+                    # The watch ended (its timeout, an expired resourceVersion, or a server that went away): from
+                    # here until the next successful list nothing is observed.
+                    lost("watch ended")
+                except ApiException as e:
+                    if e.status == 410 or e.status in TRANSIENT_STATUS:
+                        lost(f"{e.status} {_message(e)}")
+                        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+                        continue  # re-list
+                    raise
+                except ForbiddenError:
+                    raise
+                except ClusterAccessError as e:
+                    if "rejected the credentials" in str(e):
+                        raise
+                    lost(str(e))  # _call ran out of retries: keep trying until the deadline
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                    continue
+                except (urllib3.exceptions.HTTPError, ConnectionError, OSError) as e:
+                    lost(_short(e))
+                    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # apiserver restarting: re-establish
+                    continue
+        finally:
+            self.waiting_for = ""
+        if blind_since is not None and (time.monotonic() - blind_since > 1.0 or last_error != "watch ended"):
+            raise ClusterAccessError(
+                f"lost the API server {self.server} while waiting for {what}: nothing observed for the last "
+                f"{time.monotonic() - blind_since:.1f}s ({last_error}); not judging from a gap"
+            )
         last = (describe or (lambda objs: ", ".join(_describe(o) for o in objs[:5]) or "nothing"))(state())
+        if unobserved >= 1.0:
+            last += f"; {unobserved:.1f}s unobserved while the API server was unreachable (the wait was extended by it)"
         raise WaitTimeout(what, timeout_s, last)
 
     def sample(self, fn: Callable[[], Any], interval_s: float, until: Callable[[Any], bool], timeout_s: float,
@@ -343,13 +406,17 @@ class Kube:
         APIs, HTTP endpoints). Bounded by ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         value = None
-        while True:
-            value = fn()
-            if until(value):
-                return value
-            if time.monotonic() + interval_s > deadline:
-                raise WaitTimeout(what, timeout_s, str(value)[:200])
-            time.sleep(interval_s)
+        self.waiting_for = what
+        try:
+            while True:
+                value = fn()
+                if until(value):
+                    return value
+                if time.monotonic() + interval_s > deadline:
+                    raise WaitTimeout(what, timeout_s, str(value)[:200])
+                time.sleep(interval_s)
+        finally:
+            self.waiting_for = ""
 
 
 def _message(e: ApiException) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from aiconf import __version__, checklists, facts, registry
 from aiconf.context import now_iso
 from aiconf.errors import AiconfError
-from aiconf.execute import connect, new_run_id, resolve_version
+from aiconf.execute import STOP_MARKER, connect, new_run_id, resolve_version
 from aiconf.model import RequirementResult, SubCheck, Verdict
 from aiconf.notebooks import NOTEBOOK_DIR
 from aiconf.params import Params
@@ -170,12 +170,6 @@ def run(
     progress.line(f"[aiconf] run {plan.run_id}: checklist {plan.checklist_version}, {len(plan.selected)} check(s), "
                   f"output {run_dir}")
 
-    if (notebook_dir / "00_preflight.ipynb").exists():
-        pre = execute_notebook("00_preflight", params, plan, timeout_s=min(timeout_s, 300), notebook_dir=notebook_dir)
-        manifest["preflight"] = pre.__dict__
-        if pre.status != "ok":
-            progress.line(f"[aiconf] preflight notebook {pre.status}: {pre.error}")
-
     stop = threading.Event()
     outcomes: dict[str, NotebookOutcome] = {}
     exclusive_lock = threading.Lock()
@@ -186,6 +180,8 @@ def run(
     pm_logger.addFilter(_drop_unknown_parameter_warnings)
     pm_logger.setLevel(logging.INFO)
     pm_logger.propagate = False
+    # From here on a SIGINT/SIGTERM interrupts the checks (they clean up) and the run ends with the sweep below.
+    previous = _install_signal_handlers(stop, progress, run_dir / STOP_MARKER)
 
     def one(rid: str) -> None:
         if stop.is_set():
@@ -197,32 +193,42 @@ def run(
                 outcomes[rid] = NotebookOutcome(rid, "interrupted", error="run interrupted before this check started")
                 return
             progress.started(rid)
-            outcome = execute_notebook(rid, params, plan, timeout_s=timeout_s, notebook_dir=notebook_dir)
+            outcome = execute_notebook(rid, params, plan, timeout_s=timeout_s, notebook_dir=notebook_dir, stop=stop)
             outcomes[rid] = outcome
             result = ensure_result(rid, plan, outcome, params)
             progress.finished(rid, str(result.verdict), outcome.duration_s)
 
-    previous = _install_signal_handlers(stop, progress)
     interrupted = False
     try:
+        if (notebook_dir / "00_preflight.ipynb").exists() and not stop.is_set():
+            pre = execute_notebook("00_preflight", params, plan, timeout_s=min(timeout_s, 300),
+                                   notebook_dir=notebook_dir, stop=stop)
+            manifest["preflight"] = pre.__dict__
+            if pre.status != "ok":
+                progress.line(f"[aiconf] preflight notebook {pre.status}: {pre.error}")
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="aiconf-nb") as pool:
             futures = [pool.submit(one, rid) for rid in plan.selected]
             for f in futures:
                 f.result()  # signal handlers still run in this (main) thread while it waits
     finally:
         interrupted = stop.is_set()
-        _restore_signal_handlers(previous)
         pm_logger.removeHandler(handler)
         pm_logger.removeFilter(_drop_unknown_parameter_warnings)
-        # The second net: whatever a crashed or interrupted check left behind, by run-id label.
-        if params.cleanup:
-            _sweep(kube, plan.run_id, params, progress)
+        # The second net: whatever a crashed or interrupted check left behind, by run-id label. The signal handlers
+        # stay installed until it is done: a second Ctrl-C or SIGTERM must not cut the sweep short.
+        try:
+            if params.cleanup:
+                _sweep(kube, plan.run_id, params, progress)
+        finally:
+            _restore_signal_handlers(previous)
+            (run_dir / STOP_MARKER).unlink(missing_ok=True)
 
     for rid in plan.not_automated:
         _write_not_automated(rid, plan, params)
     for rid in plan.selected:
         if rid not in outcomes:
             outcomes[rid] = NotebookOutcome(rid, "interrupted", error="run interrupted before this check started")
+        if not (run_dir / "results" / f"{rid}.json").exists():  # checks that never started, too
             ensure_result(rid, plan, outcomes[rid], params)
 
     results = load_results(run_dir)
@@ -243,8 +249,13 @@ def run(
 
 
 def execute_notebook(rid: str, params: Params, plan: Plan, *, timeout_s: float,
-                     notebook_dir: Path = NOTEBOOK_DIR) -> NotebookOutcome:
-    """Run ``notebooks/<rid>.ipynb`` with papermill in this process and classify how it ended."""
+                     notebook_dir: Path = NOTEBOOK_DIR, stop: threading.Event | None = None) -> NotebookOutcome:
+    """Run ``notebooks/<rid>.ipynb`` with papermill in this process and classify how it ended.
+
+    A cell that runs past ``timeout_s`` is interrupted (KeyboardInterrupt in the kernel: the check records the step it
+    was in and cleans up), given ``cleanup_timeout_s`` + 60 s more, then abandoned (kernel shut down). ``stop`` is set
+    when the run was interrupted: a KeyboardInterrupt is then the run's, not the timeout's.
+    """
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -252,22 +263,30 @@ def execute_notebook(rid: str, params: Params, plan: Plan, *, timeout_s: float,
     target = plan.run_dir / "notebooks" / f"{rid}.ipynb"
     outcome = NotebookOutcome(rid, path=str(target.relative_to(plan.run_dir)))
     parameters = {**params.to_dict(), "run_id": plan.run_id, "output_dir": str(plan.run_dir.resolve()), "profile": ""}
+    timed_out = f"notebook exceeded its {timeout_s:g}s timeout"
     started = time.monotonic()
     try:
         pm.execute_notebook(
             str(source), str(target), parameters=parameters, kernel_name="python3", progress_bar=False,
             log_output=True, execution_timeout=timeout_s, cwd=str(plan.run_dir.resolve()),
+            engine_name=_interrupting_engine(), cleanup_grace_s=float(params.cleanup_timeout_s) + 60,
         )
         outcome.status = "ok"
     except CellTimeoutError:
-        outcome.status, outcome.error = "timeout", f"notebook exceeded its {timeout_s:g}s timeout"
+        outcome.status, outcome.error = "timeout", timed_out + " (and did not stop when interrupted)"
     except DeadKernelError:
         outcome.status, outcome.error = "dead-kernel", "the notebook's kernel died (out of memory, or killed)"
     except pm.PapermillExecutionError as e:
         outcome.status = "failed"
         outcome.error = f"cell {e.exec_count} raised {e.ename}: {e.evalue}"[:500]
         if e.ename == "KeyboardInterrupt":
-            outcome.status = "interrupted"
+            # Only two things interrupt a kernel: the run being interrupted, and the cell timeout.
+            if stop is not None and stop.is_set():
+                outcome.status = "interrupted"
+            elif time.monotonic() - started >= timeout_s:
+                outcome.status, outcome.error = "timeout", timed_out
+            else:
+                outcome.status = "interrupted"
     except Exception as e:  # kernel could not start, notebook missing, ...
         outcome.status, outcome.error = "failed", f"{type(e).__name__}: {e}"[:500]
     outcome.duration_s = round(time.monotonic() - started, 3)
@@ -280,6 +299,13 @@ def ensure_result(rid: str, plan: Plan, outcome: NotebookOutcome, params: Params
     requirement = checklists.load().get(rid)
     if path.exists():
         result = RequirementResult.read(path)
+        if outcome.status == "timeout" and result.error and result.error.get("type") == "KeyboardInterrupt":
+            # The check was interrupted by the timeout and cleaned up; its message says where it was.
+            result.error = {**result.error, "type": "notebook-timeout",
+                            "message": f"{outcome.error}: {result.error.get('message', '')}; its cleanup ran"}
+            result.finalize()
+            result.write(path)
+            return result
         if outcome.status not in ("ok",) and result.verdict is not Verdict.ERROR and not result.error:
             # The check finished but a later cell failed (a chart, say): keep the verdict, record the problem.
             result.notes.append(f"notebook {outcome.status} after the check finished: {outcome.error}")
@@ -327,16 +353,24 @@ class _nullcontext:
         return None
 
 
-def _install_signal_handlers(stop: threading.Event, progress: _Progress) -> dict[int, Any]:
+def _install_signal_handlers(stop: threading.Event, progress: _Progress, marker: Path | None = None) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
+            progress.line(f"[aiconf] {signal.Signals(signum).name} again: still cleaning up (each step bounded by "
+                          "cleanup_timeout_s); SIGKILL leaves objects for `aiconf cleanup --all`")
             return
         stop.set()
         progress.line(f"[aiconf] {signal.Signals(signum).name}: interrupting running checks (they clean up), "
                       "then sweeping this run's objects ...")
+        if marker is not None:
+            # Checks whose kernel misses the SIGINT below (starting, or between cells) see this and stop too.
+            try:
+                marker.write_text(f"{signal.Signals(signum).name}\n")
+            except OSError:
+                pass
         _interrupt_kernels()
 
     previous = {}
@@ -362,6 +396,61 @@ def _interrupt_kernels() -> None:
                 child.send_signal(signal.SIGINT)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+
+
+_ENGINE_NAME = "aiconf"
+
+
+def _interrupting_engine() -> str:
+    """Register (once) and name a papermill engine whose cell timeout interrupts the kernel instead of abandoning it.
+
+    papermill's nbclient engine raises CellTimeoutError and shuts the kernel down: the check's cleanup never runs and
+    its result never says where it was. Here the first timeout sends the kernel a SIGINT (the check records its step
+    and cleans up), the kernel gets ``cleanup_grace_s`` more, and only then the cell fails as before.
+    """
+    import asyncio
+
+    from nbclient.exceptions import CellTimeoutError
+    from nbclient.util import ensure_async
+    from papermill import engines
+    from papermill.clientwrap import PapermillNotebookClient
+    from traitlets import Float
+
+    if _ENGINE_NAME in engines.papermill_engines._engines:
+        return _ENGINE_NAME
+
+    class InterruptingClient(PapermillNotebookClient):
+        cleanup_grace_s = Float(300.0).tag(config=True)
+        _timed_out_at: float | None = None
+
+        async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> None:
+            if self._timed_out_at is None:
+                self._timed_out_at = time.monotonic()
+                self.log.warning(f"cell timed out after {timeout}s: interrupting the kernel so the check cleans up")
+                await ensure_async(self.km.interrupt_kernel())
+                return None
+            if time.monotonic() - self._timed_out_at < self.cleanup_grace_s:
+                await asyncio.sleep(1)  # nbclient polls again; never spin
+                return None
+            raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", timeout, cell)
+
+    class InterruptingEngine(engines.NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
+                                     stdout_file: Any = None, stderr_file: Any = None, start_timeout: int = 60,
+                                     execution_timeout: Any = None, **kwargs: Any) -> Any:
+            # Same as papermill's NBClientEngine (2.7.0), with the client above.
+            kwargs = engines.remove_args(["input_path"], **kwargs)
+            safe_kwargs = engines.remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = engines.merge_kwargs(
+                safe_kwargs, timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout, kernel_name=kernel_name, log=engines.logger, log_output=log_output,
+                stdout_file=stdout_file, stderr_file=stderr_file,
+            )
+            return InterruptingClient(nb_man, interrupt_on_timeout=True, **final_kwargs).execute()
+
+    engines.papermill_engines.register(_ENGINE_NAME, InterruptingEngine)
+    return _ENGINE_NAME
 
 
 def _sweep(kube: Any, run_id: str, params: Params, progress: _Progress) -> None:

@@ -112,22 +112,35 @@ def test_exemptions_are_explained_in_the_check():
         assert reason in sources[module], f"{module}.{builder} must say why it has no {setting}"
 
 
-def test_every_pod_template_in_the_checks_is_inspected():
-    """A new pod template (a dict literal with "containers") in a check must be added to ``templates`` above."""
-    known = set(templates(None))
-    owners = set()
-    for path in CHECKS_DIR.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for fn in ast.walk(tree):
-            if not isinstance(fn, ast.FunctionDef):
-                continue
+def _container_literals(tree: ast.AST) -> list[tuple[str, ast.Dict]]:
+    """(enclosing function, dict literal) for every container literal (a dict with "name" and "image" keys)."""
+    out = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef):
             for node in ast.walk(fn):
-                if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "containers"
-                                                      for k in node.keys):
-                    owners.add(fn.name)
-    # Nested helpers (raycluster's template()) count as their enclosing builder.
-    owners = {"raycluster" if o == "template" else o for o in owners}
-    assert owners <= known, f"pod templates not inspected: {sorted(owners - known)}"
+                keys = {k.value for k in getattr(node, "keys", []) if isinstance(k, ast.Constant)}
+                if isinstance(node, ast.Dict) and {"name", "image"} <= keys:
+                    out.append((fn.name, node))
+    return out
+
+
+def test_every_pod_template_in_the_checks_is_inspected():
+    """The builders above cover every container literal of their modules. Check modules not (yet) in ``templates``
+    get a weaker, static look: each container literal must set a securityContext. To inspect one fully, add its
+    builder to ``templates`` (and any setting it cannot have to ``EXEMPT``, with the reason as a comment in the check).
+    """
+    inspected = {"cluster_autoscaling", "dra_support", "gang_scheduling", "pod_autoscaling", "robust_controller"}
+    known = set(templates(None))
+    for path in sorted(CHECKS_DIR.glob("*.py")):
+        literals = _container_literals(ast.parse(path.read_text()))
+        if path.stem in inspected:
+            # Nested helpers (raycluster's template()) count as their enclosing builder.
+            owners = {"raycluster" if fn == "template" else fn for fn, _ in literals}
+            assert owners <= known, f"{path.stem}: pod templates not inspected: {sorted(owners - known)}"
+        else:
+            for fn, node in literals:
+                keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+                assert "securityContext" in keys, f"{path.stem}.{fn}: a container without a securityContext"
 
 
 class _FakeKube:
