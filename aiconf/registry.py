@@ -24,6 +24,8 @@ CHECK_MODULES: tuple[str, ...] = (
     "pod_autoscaling",
     "cluster_autoscaling",
     "robust_controller",
+    "accelerator_metrics",
+    "secure_accelerator_access",
 )
 
 
