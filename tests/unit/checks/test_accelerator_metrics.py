@@ -28,31 +28,48 @@ GPU = "nvidia.com/gpu"
 UUIDS = ["GPU-aaaaaaaa-0000-0000-0000-000000000000", "GPU-bbbbbbbb-1111-1111-1111-111111111111"]
 
 
-def node(name: str, gpus: int = 2, *, kwok: bool = False, taints: list | None = None, replicas: int | None = None) -> dict:
+def node(
+    name: str, gpus: int = 2, *, kwok: bool = False, taints: list | None = None, replicas: int | None = None
+) -> dict:
     labels = {"nvidia.com/gpu.present": "true"}
     if replicas:
         labels["nvidia.com/gpu.replicas"] = str(replicas)
     meta: dict[str, Any] = {"name": name, "labels": labels}
     if kwok:
         meta["annotations"] = {"kwok.x-k8s.io/node": "fake"}
-    return {"metadata": meta, "spec": {"taints": taints or []},
-            "status": {"allocatable": {GPU: str(gpus)} if gpus else {}, "conditions": [{"type": "Ready", "status": "True"}]}}
+    return {
+        "metadata": meta,
+        "spec": {"taints": taints or []},
+        "status": {
+            "allocatable": {GPU: str(gpus)} if gpus else {},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
 
 
-def exporter_pod(name: str, node_name: str, *, ready: bool = True, port_name: str = "metrics", simulated: bool = False) -> dict:
+def exporter_pod(
+    name: str, node_name: str, *, ready: bool = True, port_name: str = "metrics", simulated: bool = False
+) -> dict:
     labels = {"app": "nvidia-dcgm-exporter"}
     if simulated:
         labels[am.SIMULATED_LABEL] = "true"
-    return {"metadata": {"name": name, "namespace": "gpu-operator", "labels": labels},
-            "spec": {"nodeName": node_name, "containers": [{"name": "e", "ports": [{"name": port_name, "containerPort": 9400}]}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    return {
+        "metadata": {"name": name, "namespace": "gpu-operator", "labels": labels},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"name": "e", "ports": [{"name": port_name, "containerPort": 9400}]}],
+        },
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
 
 
 # --- nodes -----------------------------------------------------------------------------------------------------------
 
 
 def test_accelerator_nodes_flag_kwok_and_read_time_slicing_replicas():
-    nodes = am.accelerator_nodes([node("real", 2), node("sim", 8, kwok=True), node("cpu", 0), node("ts", 8, replicas=4)], GPU)
+    nodes = am.accelerator_nodes(
+        [node("real", 2), node("sim", 8, kwok=True), node("cpu", 0), node("ts", 8, replicas=4)], GPU
+    )
     by = {n.name: n for n in nodes}
     assert set(by) == {"real", "sim", "ts"}
     assert by["sim"].simulated and not by["real"].simulated
@@ -61,8 +78,18 @@ def test_accelerator_nodes_flag_kwok_and_read_time_slicing_replicas():
 
 
 def test_tolerations_cover_every_taint_of_the_target_node_and_the_gpu_taint():
-    n = am.accelerator_nodes([node("n", taints=[{"key": "sandbox.aiconf.io/real-node", "value": "true", "effect": "NoSchedule"},
-                                                {"key": "dedicated", "effect": "NoExecute"}])], GPU)[0]
+    n = am.accelerator_nodes(
+        [
+            node(
+                "n",
+                taints=[
+                    {"key": "sandbox.aiconf.io/real-node", "value": "true", "effect": "NoSchedule"},
+                    {"key": "dedicated", "effect": "NoExecute"},
+                ],
+            )
+        ],
+        GPU,
+    )[0]
     tol = am.node_tolerations(n, ("nvidia.com/gpu",))
     assert {"key": "sandbox.aiconf.io/real-node", "operator": "Exists", "effect": "NoSchedule"} in tol
     assert {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"} in tol
@@ -73,8 +100,10 @@ def test_free_accelerators_subtract_active_pods_on_the_node():
     n = am.accelerator_nodes([node("n", 4)], GPU)[0]
 
     def pod(node_name, gpus, phase="Running"):
-        return {"spec": {"nodeName": node_name, "containers": [{"resources": {"limits": {GPU: str(gpus)}}}]},
-                "status": {"phase": phase}}
+        return {
+            "spec": {"nodeName": node_name, "containers": [{"resources": {"limits": {GPU: str(gpus)}}}]},
+            "status": {"phase": phase},
+        }
 
     pods = [pod("n", 1), pod("n", 2, "Succeeded"), pod("other", 2), pod("n", 1, "Pending")]
     assert am.free_accelerators(n, pods, GPU) == 2
@@ -84,8 +113,13 @@ def test_free_accelerators_subtract_active_pods_on_the_node():
 
 
 def test_exporter_pods_one_per_node_ready_preferred_and_port_by_name():
-    listed = {"app=nvidia-dcgm-exporter": [exporter_pod("a", "n1", ready=False), exporter_pod("b", "n1"),
-                                           exporter_pod("c", "n2", port_name="gpu-metrics")]}
+    listed = {
+        "app=nvidia-dcgm-exporter": [
+            exporter_pod("a", "n1", ready=False),
+            exporter_pod("b", "n1"),
+            exporter_pod("c", "n2", port_name="gpu-metrics"),
+        ]
+    }
     pods = am.exporter_pods(listed, 9400)
     assert pods["n1"].name == "b" and pods["n1"].ready
     assert pods["n2"].port == 9400 and pods["n2"].ref == "gpu-operator/c:9400"
@@ -102,8 +136,12 @@ def test_metrics_port_falls_back_to_the_default_or_the_only_port():
 # --- name maps -------------------------------------------------------------------------------------------------------
 
 
-def sim_text(tmp_path: Path, gpus: int = 2, load: dict[int, tuple[float, float]] | None = None,
-             alloc: dict[int, str] | None = None) -> str:
+def sim_text(
+    tmp_path: Path,
+    gpus: int = 2,
+    load: dict[int, tuple[float, float]] | None = None,
+    alloc: dict[int, str] | None = None,
+) -> str:
     """One exposition of the sandbox's DCGM simulation over ``gpus`` GPUs (``load``: index -> (util, MiB))."""
     d = tmp_path / "gpu"
     (d / "load").mkdir(parents=True, exist_ok=True)
@@ -111,8 +149,9 @@ def sim_text(tmp_path: Path, gpus: int = 2, load: dict[int, tuple[float, float]]
     for i, (util, mib) in (load or {}).items():
         (d / "load" / UUIDS[i]).mkdir(exist_ok=True)
         (d / "load" / UUIDS[i] / "load").write_text(json.dumps({"util": util, "fb_used_mib": mib}))
-    (d / "allocations.json").write_text(json.dumps({UUIDS[i]: {"pod": p, "namespace": "ns", "container": "load"}
-                                                    for i, p in (alloc or {}).items()}))
+    (d / "allocations.json").write_text(
+        json.dumps({UUIDS[i]: {"pod": p, "namespace": "ns", "container": "load"} for i, p in (alloc or {}).items()})
+    )
     return dcgm_sim.Simulator(str(d), "node-a").exposition()
 
 
@@ -123,17 +162,23 @@ def test_a_name_map_without_a_core_class_is_unknown_never_pass(tmp_path):
     dropped = {"name": "dcgm-no-memory", "classes": {"utilization": ["DCGM_FI_DEV_GPU_UTIL"]}}
     sub, nm = am.judge_recognised(expo, am.name_maps(dropped))
     assert sub.verdict is Verdict.UNKNOWN and nm is None and sub.details["lacking"] == ["memory_used"]
-    demoted = {"name": "x", "classes": {"utilization": ["DCGM_FI_DEV_GPU_UTIL"], "memory_used": ["DCGM_FI_DEV_FB_USED"]},
-               "core": ["utilization"]}
+    demoted = {
+        "name": "x",
+        "classes": {"utilization": ["DCGM_FI_DEV_GPU_UTIL"], "memory_used": ["DCGM_FI_DEV_FB_USED"]},
+        "core": ["utilization"],
+    }
     assert am.judge_recognised(expo, am.name_maps(demoted))[0].verdict is Verdict.UNKNOWN
 
 
 def test_an_unrecognised_exporter_is_unknown():
-    expo = dcgm.parse_exposition("# HELP amd_gpu_use x\n# TYPE amd_gpu_use gauge\namd_gpu_use{gpu_id=\"0\"} 3\n")
+    expo = dcgm.parse_exposition('# HELP amd_gpu_use x\n# TYPE amd_gpu_use gauge\namd_gpu_use{gpu_id="0"} 3\n')
     sub, nm = am.judge_recognised(expo, am.name_maps(None))
     assert sub.verdict is Verdict.UNKNOWN and nm is None
-    amd = {"name": "amd", "classes": {"utilization": ["amd_gpu_use"], "memory_used": ["amd_gpu_vram_used"]},
-           "labels": {"index": "gpu_id"}}
+    amd = {
+        "name": "amd",
+        "classes": {"utilization": ["amd_gpu_use"], "memory_used": ["amd_gpu_vram_used"]},
+        "labels": {"index": "gpu_id"},
+    }
     sub, nm = am.judge_recognised(expo, am.name_maps(amd))
     assert sub.verdict is Verdict.PASS and nm.name == "amd"
     core, _ = dcgm.judge_core_metrics(expo, 1, nm)
@@ -146,10 +191,14 @@ def test_an_unrecognised_exporter_is_unknown():
 def test_combine_takes_the_worst_verdict_and_names_nodes():
     one = am.combine("x", {"n1": SubCheck("x", Verdict.PASS, "fine")})
     assert one.verdict is Verdict.PASS and one.summary == "n1: fine"
-    two = am.combine("x", {"n1": SubCheck("x", Verdict.PASS, "fine"), "n2": SubCheck("x", Verdict.FAIL, "bad")},
-                     required=False)
+    two = am.combine(
+        "x", {"n1": SubCheck("x", Verdict.PASS, "fine"), "n2": SubCheck("x", Verdict.FAIL, "bad")}, required=False
+    )
     assert two.verdict is Verdict.FAIL and two.summary.startswith("n2: FAIL bad") and not two.required
-    assert am.combine("x", {"n1": SubCheck("x", Verdict.UNKNOWN, "?"), "n2": SubCheck("x", Verdict.PASS, "")}).verdict is Verdict.UNKNOWN
+    assert (
+        am.combine("x", {"n1": SubCheck("x", Verdict.UNKNOWN, "?"), "n2": SubCheck("x", Verdict.PASS, "")}).verdict
+        is Verdict.UNKNOWN
+    )
     assert am.combine("x", {}).verdict is Verdict.UNKNOWN
 
 
@@ -167,8 +216,13 @@ def test_merge_presence_puts_nodes_side_by_side(tmp_path):
 
 
 def prom_answer(counts: dict[str, int]) -> dict:
-    return {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": {"__name__": k}, "value": [0, str(v)]} for k, v in counts.items()]}}
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": {"__name__": k}, "value": [0, str(v)]} for k, v in counts.items()],
+        },
+    }
 
 
 def test_prometheus_param_forms():
@@ -196,13 +250,17 @@ def test_prometheus_needs_every_core_class_for_every_accelerator():
 
 def test_load_pod_is_restricted_pinned_and_asks_for_one_accelerator():
     p = load_parameters("sandbox")
-    n = am.accelerator_nodes([node("real", taints=[{"key": "sandbox.aiconf.io/real-node", "effect": "NoSchedule"}])], GPU)[0]
+    n = am.accelerator_nodes(
+        [node("real", taints=[{"key": "sandbox.aiconf.io/real-node", "effect": "NoSchedule"}])], GPU
+    )[0]
     for simulated in (True, False):
         pod = am.load_pod("gpu-load", "ns", n, p, simulated=simulated, configmap="cm")
         spec = pod["spec"]
         c = spec["containers"][0]
         assert spec["nodeSelector"] == {"kubernetes.io/hostname": "real"}
-        assert {"key": "sandbox.aiconf.io/real-node", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        assert {"key": "sandbox.aiconf.io/real-node", "operator": "Exists", "effect": "NoSchedule"} in spec[
+            "tolerations"
+        ]
         assert c["resources"]["limits"] == {GPU: "1"}
         sc = c["securityContext"]
         assert sc["runAsNonRoot"] and sc["runAsUser"] != 0 and sc["allowPrivilegeEscalation"] is False
@@ -221,7 +279,10 @@ def test_workload_scripts_travel_in_a_configmap_and_compile():
 
 
 def test_loaded_device_prefers_attribution_then_the_reported_uuid():
-    rows = [{"device": "n/gpu0", "uuid": UUIDS[0], "pod": ""}, {"device": "n/gpu1", "uuid": UUIDS[1], "pod": "ns/gpu-load"}]
+    rows = [
+        {"device": "n/gpu0", "uuid": UUIDS[0], "pod": ""},
+        {"device": "n/gpu1", "uuid": UUIDS[1], "pod": "ns/gpu-load"},
+    ]
     assert am.loaded_device(rows, "gpu-load", "ns", [UUIDS[0]])[0] == "n/gpu1"
     assert am.loaded_device(rows[:1], "gpu-load", "ns", [UUIDS[0]])[0] == "n/gpu0"
     assert am.loaded_device(rows[:1], "gpu-load", "ns", [])[0] is None
@@ -239,8 +300,17 @@ class FakeKube:
     """Nodes and exporter pods from documents; the exporter is dcgm_sim's Simulator over ``gpu_dir``; the load pod
     "runs" by writing a load file while the check waits for it to finish."""
 
-    def __init__(self, tmp_path: Path, nodes: list[dict], exporters: list[dict], *, gpus: int = 2,
-                 follow_load: bool = True, transform: Any = None, prometheus: dict | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        nodes: list[dict],
+        exporters: list[dict],
+        *,
+        gpus: int = 2,
+        follow_load: bool = True,
+        transform: Any = None,
+        prometheus: dict | None = None,
+    ):
         self.nodes, self.exporters = nodes, exporters
         self.gpu_dir = tmp_path / "gpu"
         (self.gpu_dir / "load").mkdir(parents=True, exist_ok=True)
@@ -261,7 +331,9 @@ class FakeKube:
     def served_versions(self, group: str) -> list[str]:
         return []
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, *, label_selector: str | None = None, **_: Any) -> list[dict]:
+    def list(
+        self, api_version: str, kind: str, namespace: str | None = None, *, label_selector: str | None = None, **_: Any
+    ) -> list[dict]:
         if kind == "Node":
             return copy.deepcopy(self.nodes)
         if kind == "Pod":
@@ -300,19 +372,31 @@ class FakeKube:
         pass
 
     def pod_logs(self, name: str, namespace: str, container: str | None = None, tail_lines: int = 500) -> str:
-        return '{"event": "ready", "t": 1, "gpus": ["%s"]}\n{"event": "done", "t": 2}\n' % UUIDS[1]
+        return json.dumps({"event": "ready", "t": 1, "gpus": [UUIDS[1]]}) + '\n{"event": "done", "t": 2}\n'
 
-    def wait_for(self, api_version: str, kind: str, name: str, namespace: str | None, predicate: Any, timeout_s: float,
-                 what: str, describe: Any = None) -> dict:
+    def wait_for(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        predicate: Any,
+        timeout_s: float,
+        what: str,
+        describe: Any = None,
+    ) -> dict:
         pod = next(o for o in self.created if o["kind"] == "Pod" and o["metadata"]["name"] == name)
         assert not predicate({"status": {"phase": "Pending"}})
         if "finish" not in what:  # the load starts: GPU 1 is allocated to it and busy
             if self.follow_load:
                 with self.lock:
-                    (self.gpu_dir / "allocations.json").write_text(json.dumps(
-                        {UUIDS[1]: {"pod": name, "namespace": namespace, "container": "load"}}))
+                    (self.gpu_dir / "allocations.json").write_text(
+                        json.dumps({UUIDS[1]: {"pod": name, "namespace": namespace, "container": "load"}})
+                    )
                     (self.gpu_dir / "load" / UUIDS[1]).mkdir(exist_ok=True)
-                    (self.gpu_dir / "load" / UUIDS[1] / "load").write_text(json.dumps({"util": 80, "fb_used_mib": 8192}))
+                    (self.gpu_dir / "load" / UUIDS[1] / "load").write_text(
+                        json.dumps({"util": 80, "fb_used_mib": 8192})
+                    )
             return {**pod, "status": {"phase": "Running"}}
         time.sleep(self.load_seconds)
         with self.lock:
@@ -324,15 +408,23 @@ class FakeKube:
 def fast_params(**overrides: Any) -> Params:
     """Default parameters with sub-second pacing (Params bypasses the int-only coercion on purpose)."""
     base = load_parameters(None, {"checklist_version": "1.36"}).to_dict()
-    base.update(sample_interval_s=0.1, accel_baseline_s=0.6, accel_load_s=1, accel_after_s=1.0, accel_settle_s=0.3,
-                pod_start_timeout_s=5, **overrides)
+    base.update(
+        sample_interval_s=0.1,
+        accel_baseline_s=0.6,
+        accel_load_s=1,
+        accel_after_s=1.0,
+        accel_settle_s=0.3,
+        pod_start_timeout_s=5,
+        **overrides,
+    )
     return Params(base)
 
 
 def run_fake(tmp_path: Path, kube: FakeKube, **overrides: Any):
     kube.load_seconds = 1.0
-    return run_check("accelerator_metrics", fast_params(**overrides), kube=kube, run_dir=tmp_path / "run",
-                     progress=lambda m: None)
+    return run_check(
+        "accelerator_metrics", fast_params(**overrides), kube=kube, run_dir=tmp_path / "run", progress=lambda m: None
+    )
 
 
 REAL = node("node-a", 2, taints=[{"key": "sandbox.aiconf.io/real-node", "effect": "NoSchedule"}])
@@ -411,7 +503,10 @@ def test_exporter_reporting_fewer_gpus_than_the_node_advertises_fails(tmp_path):
 
 def test_core_metric_missing_for_one_gpu_fails(tmp_path):
     def drop(text: str) -> str:
-        return "\n".join(x for x in text.splitlines() if not (x.startswith("DCGM_FI_DEV_FB_USED{") and 'gpu="1"' in x)) + "\n"
+        return (
+            "\n".join(x for x in text.splitlines() if not (x.startswith("DCGM_FI_DEV_FB_USED{") and 'gpu="1"' in x))
+            + "\n"
+        )
 
     result = run_fake(tmp_path, FakeKube(tmp_path, [REAL], [exporter_pod("dcgm-a", "node-a")], transform=drop))
     assert result.verdict is Verdict.FAIL
@@ -435,7 +530,10 @@ def test_a_name_map_that_drops_a_core_metric_is_not_pass(tmp_path):
 
 
 def test_a_name_map_naming_a_family_the_exporter_lacks_fails(tmp_path):
-    wrong = {"name": "dcgm-typo", "classes": {"utilization": ["DCGM_FI_DEV_GPU_UTIL"], "memory_used": ["DCGM_FI_DEV_FB_USE"]}}
+    wrong = {
+        "name": "dcgm-typo",
+        "classes": {"utilization": ["DCGM_FI_DEV_GPU_UTIL"], "memory_used": ["DCGM_FI_DEV_FB_USE"]},
+    }
     result = run_fake(tmp_path, FakeKube(tmp_path, [REAL], [exporter_pod("dcgm-a", "node-a")]), accel_name_map=wrong)
     assert result.verdict is Verdict.FAIL
     assert result.subcheck("core_metrics_per_gpu").verdict is Verdict.FAIL
