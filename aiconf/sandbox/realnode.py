@@ -35,7 +35,8 @@
 - **API objects**: the node registers itself with real ``nodeInfo`` (containerd version, kernel, OS); labels
   ``sandbox.aiconf.io/node=true``, ``sandbox.aiconf.io/real-node=true`` and the GPU Operator-style labels of the
   kwok GPU nodes (``nvidia.com/gpu.present=true``, ...); taint ``sandbox.aiconf.io/real-node=true:NoSchedule``
-  (on by default, so workloads land here only when they ask to: nodeSelector + toleration); an EndpointSlice
+  (on by default, so workloads land here only when they ask to: nodeSelector + toleration); annotation
+  ``sandbox.aiconf.io/gpu-dir`` = the host folder of the simulated GPUs (``dev/nvidia<N>``); an EndpointSlice
   giving the ``kubernetes`` Service the relay's address (in-cluster API clients work from pods); the simulated
   DCGM exporter DaemonSet and Service (:mod:`aiconf.workloads.dcgm_sim`) in namespace ``aiconf-gpu-sim``.
 
@@ -1066,7 +1067,8 @@ def start(sb, state: dict, cfg: RealNodeConfig) -> dict:
     build = _ImageBuild()
     build.start()
     record: dict = {"node": cfg.node_name, "slot": cfg.slot, "gpus": cfg.spec.gpus, "taint": cfg.spec.taint,
-                    "dns": cfg.spec.dns, "host_ip": cfg.host_ip, "node_ip": cfg.node_ip, "pod_cidr": cfg.pod_cidr,
+                    "dns": cfg.dns_ip if cfg.spec.dns else None, "host_ip": cfg.host_ip, "node_ip": cfg.node_ip,
+                    "pod_cidr": cfg.pod_cidr, "service_cidr": cfg.service_cidr, "gpu_dir": str(cfg.gpu_dir),
                     "cgroup_root": cfg.cgroup_root, "timings": {}}
     state["real_node"] = record
 
@@ -1165,11 +1167,17 @@ def wait_node_ready(sb, cfg: RealNodeConfig, timeout_s: float = 120) -> None:
                        f"{tail(sb.logs_dir / 'kubelet.log', 15)}")
 
 
+#: Node annotation naming the host folder of the simulated GPUs' device nodes (``dev/nvidia<N>``), map and loads.
+GPU_DIR_ANNOTATION = "sandbox.aiconf.io/gpu-dir"
+
+
 def label_node(sb, cfg: RealNodeConfig) -> None:
-    """Set the labels the kubelet may not set on itself (GPU Operator-style ``feature.node.kubernetes.io/*``)."""
+    """Set the labels the kubelet may not set on itself (GPU Operator-style ``feature.node.kubernetes.io/*``) and
+    the annotation that says where the simulated GPUs' files are on the host."""
     api, core = _core_api(sb)
     try:
-        core.patch_node(cfg.node_name, {"metadata": {"labels": node_labels(cfg)}})
+        annotations = {GPU_DIR_ANNOTATION: str(cfg.gpu_dir)} if cfg.spec.gpus else {}
+        core.patch_node(cfg.node_name, {"metadata": {"labels": node_labels(cfg), "annotations": annotations}})
     finally:
         api.close()
 

@@ -148,6 +148,9 @@ def test_real_node_is_ready_with_containerd_node_info(node):
     assert int(node.status.allocatable[GPU]) >= 2
     internal = [a.address for a in node.status.addresses if a.type == "InternalIP"]
     assert internal and re.fullmatch(r"10\.200\.\d+\.2", internal[0]), internal
+    gpu_dir = Path(node.metadata.annotations[realnode.GPU_DIR_ANNOTATION])
+    if gpu_dir.is_dir():  # a sandbox on this machine: the device nodes are there, with NVIDIA's major number
+        assert os.major((gpu_dir / "dev" / "nvidia0").stat().st_rdev) == 195
 
 
 # --- networking ----------------------------------------------------------------------------------------------------
