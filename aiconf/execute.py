@@ -180,6 +180,10 @@ class _InterruptGuard:
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self.interrupted or not self.running.is_set():
+            if not self.interrupted:  # the check had finished: its verdict stands, its cleanup goes on
+                self.interrupted = True
+                self.ctx.note("the run was interrupted while this check cleaned up; its cleanup and evidence capture "
+                              "were completed first")
             self.ctx.log("interrupt ignored: the check is cleaning up (bounded by cleanup_timeout_s)")
             return
         self.interrupted = True

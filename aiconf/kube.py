@@ -327,6 +327,7 @@ class Kube:
             last_error = error
 
         self.waiting_for = what
+        interrupted = False
         try:
             while True:
                 if time.monotonic() >= deadline:
@@ -388,8 +389,12 @@ class Kube:
                     lost(_short(e))
                     time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # apiserver restarting: re-establish
                     continue
+        except KeyboardInterrupt:
+            interrupted = True  # keep waiting_for: the executor says what the interrupted wait was waiting for
+            raise
         finally:
-            self.waiting_for = ""
+            if not interrupted:
+                self.waiting_for = ""
         if blind_since is not None and (time.monotonic() - blind_since > 1.0 or last_error != "watch ended"):
             raise ClusterAccessError(
                 f"lost the API server {self.server} while waiting for {what}: nothing observed for the last "
@@ -407,6 +412,7 @@ class Kube:
         deadline = time.monotonic() + timeout_s
         value = None
         self.waiting_for = what
+        interrupted = False
         try:
             while True:
                 value = fn()
@@ -415,8 +421,12 @@ class Kube:
                 if time.monotonic() + interval_s > deadline:
                     raise WaitTimeout(what, timeout_s, str(value)[:200])
                 time.sleep(interval_s)
+        except KeyboardInterrupt:
+            interrupted = True  # keep waiting_for (see wait_until)
+            raise
         finally:
-            self.waiting_for = ""
+            if not interrupted:
+                self.waiting_for = ""
 
 
 def _message(e: ApiException) -> str:
