@@ -47,8 +47,9 @@ def slow_check(monkeypatch, tmp_path):
 
     def check(ctx):
         ctx.on_cleanup("slow cleanup", cleanup)
+        # Set before the step prints its line: the line may reach the runner while the kernel still flushes it.
+        ctx.kube.waiting_for = "the fake gang to stay unscheduled"
         with ctx.step("hold the fake gang"):
-            ctx.kube.waiting_for = "the fake gang to stay unscheduled"
             state["in_body"].set()
             time.sleep(state["body_s"])
             ctx.kube.waiting_for = ""
@@ -139,8 +140,9 @@ def cleanup():
 
 def check(ctx):
     ctx.on_cleanup("slow cleanup", cleanup)
+    # Set before the step prints its line: the line may reach the runner while the kernel still flushes it.
+    ctx.kube.waiting_for = "the fake gang to stay unscheduled"
     with ctx.step("hold the fake gang"):
-        ctx.kube.waiting_for = "the fake gang to stay unscheduled"
         time.sleep({body_s})
         ctx.kube.waiting_for = ""
     ctx.record("a", True)
