@@ -112,15 +112,36 @@ def test_filter_handles_lists_watch_events_and_bookmarks():
     assert traefik.filter_document(json.loads(json.dumps(error)), NET, NODE) == error
 
 
-def test_slice_paths_are_recognised():
+def test_filtered_paths_are_recognised():
     for path in (
         "/apis/discovery.k8s.io/v1/endpointslices",
         "/apis/discovery.k8s.io/v1/namespaces/ns/endpointslices",
         "/apis/discovery.k8s.io/v1/namespaces/ns/endpointslices/web-abc12",
     ):
-        assert traefik._SLICE_PATH.match(path), path
-    for path in ("/api/v1/namespaces/ns/services", "/apis/gateway.networking.k8s.io/v1/httproutes"):
-        assert not traefik._SLICE_PATH.match(path), path
+        assert traefik.filtered_kind(path) == "EndpointSlice", path
+    for path in ("/api/v1/services", "/api/v1/namespaces/ns/services", "/api/v1/namespaces/ns/services/web"):
+        assert traefik.filtered_kind(path) == "Service", path
+    for path in (
+        "/api/v1/namespaces/ns/services/web/proxy/x",
+        "/api/v1/namespaces/ns/secrets",
+        "/apis/gateway.networking.k8s.io/v1/httproutes",
+    ):
+        assert traefik.filtered_kind(path) is None, path
+
+
+def test_services_lose_the_native_lb_switch():
+    svc = {"metadata": {"name": "web", "annotations": {"traefik.io/service.nativeLB": "true", "keep": "me"}}}
+    lst = {"kind": "ServiceList", "items": [svc]}
+    out = traefik.filter_document(lst, NET, NODE, "Service")["items"][0]["metadata"]["annotations"]
+    assert out == {"keep": "me", traefik.NATIVE_LB_IGNORED: "true"}
+    ev = {
+        "type": "ADDED",
+        "object": {"kind": "Service", "metadata": {"annotations": {traefik.NATIVE_LB_ANNOTATION: "1"}}},
+    }
+    assert (
+        traefik.NATIVE_LB_ANNOTATION
+        not in traefik.filter_document(ev, NET, NODE, "Service")["object"]["metadata"]["annotations"]
+    )
 
 
 def test_static_config_listens_on_loopback_only_and_never_phones_home():
@@ -416,7 +437,10 @@ def test_a_route_to_kwok_pods_never_reaches_a_fake_ip(api, gw, namespace):
         },
     }
     core.create_namespaced_pod(namespace, ghost)
-    core.create_namespaced_service(namespace, _service("ghost", {"app": "ghost"}))
+    # Asking Traefik to dial the ClusterIP instead (kube-proxy would DNAT it to the fake IP) is ignored too.
+    svc = _service("ghost", {"app": "ghost"})
+    svc["metadata"]["annotations"] = {traefik.NATIVE_LB_ANNOTATION: "true"}
+    core.create_namespaced_service(namespace, svc)
     # The API server's EndpointSlice names the kwok pod's fake IP, ready ...
     disc = client.DiscoveryV1Api(api)
     deadline = time.monotonic() + 60

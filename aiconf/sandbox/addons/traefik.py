@@ -27,8 +27,9 @@ Wiring (files under ``state_dir/traefik/``; ports recorded in ``info.json``):
   endpoints are filtered: an endpoint is kept only when all its addresses lie in the real node's pod CIDR and its
   ``nodeName`` (when set) is the real node. Traefik therefore never learns a kwok fake pod IP (10.99.x.x) or any
   other address, so no route can send a packet there; a Service whose pods are all on kwok nodes has no servers
-  (Traefik answers 503). Events it cannot parse are dropped (fail closed). The host's ``unreachable`` route for
-  the kwok range stays as a second fence.
+  (Traefik answers 503). Services lose Traefik's ``traefik.io/service.nativelb`` annotation in the view, so
+  Traefik never switches to dialling a ClusterIP either. Events it cannot parse are dropped (fail closed). The
+  host's ``unreachable`` route for the kwok range stays as a second fence.
 * **RBAC**: user ``aiconf-traefik`` gets upstream's Gateway-provider ClusterRole (read Services, EndpointSlices,
   Secrets, ConfigMaps, Namespaces and Gateway API objects; write Gateway API status).
 * **Objects**: GatewayClass :data:`GATEWAY_CLASS` (``controllerName: traefik.io/gateway-controller``) and a shared
@@ -199,6 +200,7 @@ def static_config(web_port: int, admin_port: int) -> dict:
 # --- the EndpointSlice-filtering API view ------------------------------------------------------------------------
 
 _SLICE_PATH = re.compile(r"^/apis/discovery\.k8s\.io/v1(beta1)?/(namespaces/[^/]+/)?endpointslices(/[^/]+)?$")
+_SERVICE_PATH = re.compile(r"^/api/v1/(namespaces/[^/]+/)?services(/[^/]+)?$")
 _HOP = {
     "connection",
     "keep-alive",
@@ -213,6 +215,18 @@ _HOP = {
     "authorization",
 }
 HIDDEN_ANNOTATION = "sandbox.aiconf.io/endpoints-hidden"
+#: Traefik's per-Service switch to dial the ClusterIP instead of the endpoints; the view removes it.
+NATIVE_LB_ANNOTATION = "traefik.io/service.nativelb"
+NATIVE_LB_IGNORED = "sandbox.aiconf.io/nativelb-ignored"
+
+
+def filtered_kind(path: str) -> str | None:
+    """The kind whose answers the view filters at this API path (None: relayed untouched)."""
+    if _SLICE_PATH.match(path):
+        return "EndpointSlice"
+    if _SERVICE_PATH.match(path):
+        return "Service"
+    return None
 
 
 def endpoint_allowed(endpoint: dict, network, node: str) -> bool:
@@ -243,17 +257,42 @@ def filter_slice(obj: dict, network, node: str) -> dict:
     return obj
 
 
-def filter_document(doc: dict, network, node: str) -> dict:
-    """Filter an EndpointSlice, an EndpointSliceList or a watch event (anything else is returned unchanged)."""
-    if doc.get("kind") == "EndpointSliceList" or (doc.get("kind", "").endswith("List") and "items" in doc):
-        doc["items"] = [filter_slice(i, network, node) for i in doc.get("items") or []]
+def filter_service(obj: dict) -> dict:
+    """``obj`` (a Service) without Traefik's ``nativelb`` annotation, so Traefik keeps to the (filtered) endpoints
+    and never dials a ClusterIP (in place)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    dropped = [k for k in annotations if k.lower() == NATIVE_LB_ANNOTATION]
+    for k in dropped:
+        del annotations[k]
+    if dropped:
+        annotations[NATIVE_LB_IGNORED] = "true"
+    return obj
+
+
+def _filter_object(obj: Any, kind: str, network, node: str) -> Any:
+    if not isinstance(obj, dict):
+        return obj
+    if kind == "EndpointSlice":
+        return filter_slice(obj, network, node)
+    if kind == "Service":
+        return filter_service(obj)
+    return obj
+
+
+def filter_document(doc: dict, network, node: str, kind: str = "EndpointSlice") -> dict:
+    """Filter an object, a list or a watch event of EndpointSlices or Services (``kind`` names the kind of an
+    object that does not say; anything else passes unchanged)."""
+    doc_kind = doc.get("kind") or ""
+    if doc_kind.endswith("List") and isinstance(doc.get("items"), list):
+        item_kind = doc_kind[: -len("List")] or kind
+        doc["items"] = [_filter_object(i, i.get("kind") or item_kind, network, node) for i in doc["items"]]
         return doc
-    if "type" in doc and "object" in doc:  # a watch event
+    if "type" in doc and "object" in doc:  # a watch event (BOOKMARK and ERROR objects pass unchanged)
         obj = doc["object"]
-        if isinstance(obj, dict) and obj.get("kind") == "EndpointSlice":
-            filter_slice(obj, network, node)
+        if isinstance(obj, dict):
+            _filter_object(obj, obj.get("kind") or kind, network, node)
         return doc
-    return filter_slice(doc, network, node)
+    return _filter_object(doc, doc_kind or kind, network, node)
 
 
 class _ApiView(http.server.ThreadingHTTPServer):
@@ -321,11 +360,11 @@ class _ApiViewHandler(http.server.BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         params = urllib.parse.parse_qs(parsed.query)
         watch = params.get("watch", ["false"])[0] in ("true", "1")
-        slices = bool(_SLICE_PATH.match(parsed.path))
+        kind = filtered_kind(parsed.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
-        if slices:  # the filter reads plain JSON (never protobuf, CBOR or gzip)
+        if kind:  # the filter reads plain JSON (never protobuf, CBOR or gzip)
             headers = {k: v for k, v in headers.items() if k.lower() not in ("accept", "accept-encoding")}
             headers["Accept"] = "application/json"
         # Watches end when the API server's timeoutSeconds (5-10 min for informers) runs out; bound them anyway.
@@ -346,18 +385,19 @@ class _ApiViewHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             try:
-                self._stream(resp, slices)
+                self._stream(resp, kind)
             finally:
                 conn.close()
                 self._conn = None
                 self.close_connection = True
             return
         data = resp.read()
-        if slices and resp.status == 200:
+        if kind and resp.status == 200:
             try:
-                data = json.dumps(filter_document(json.loads(data), self.server.network, self.server.node)).encode()
+                doc = filter_document(json.loads(data), self.server.network, self.server.node, kind)
+                data = json.dumps(doc).encode()
             except ValueError:
-                self.send_error(502, "EndpointSlice answer is not JSON; refused (fail closed)")
+                self.send_error(502, f"{kind} answer is not JSON; refused (fail closed)")
                 return
         self.send_response(resp.status)
         for k, v in out_headers:
@@ -373,12 +413,12 @@ class _ApiViewHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
-    def _stream(self, resp: http.client.HTTPResponse, slices: bool) -> None:
-        """Relay a watch as it comes. EndpointSlice watches are plain JSON lines (no gzip was asked for) and each
-        event is filtered; any other watch is relayed byte for byte (it may be gzip-compressed)."""
+    def _stream(self, resp: http.client.HTTPResponse, kind: str | None) -> None:
+        """Relay a watch as it comes. EndpointSlice and Service watches are plain JSON lines (no gzip was asked
+        for) and each event is filtered; any other watch is relayed byte for byte (it may be gzip-compressed)."""
         try:
             while True:
-                if not slices:
+                if not kind:
                     data = resp.read1(65536)
                     if not data:
                         break
@@ -389,9 +429,9 @@ class _ApiViewHandler(http.server.BaseHTTPRequestHandler):
                     break
                 if line.strip():
                     try:
-                        event = filter_document(json.loads(line), self.server.network, self.server.node)
+                        event = filter_document(json.loads(line), self.server.network, self.server.node, kind)
                     except ValueError:
-                        self.log_error("dropped an unparseable EndpointSlice watch line (%d bytes)", len(line))
+                        self.log_error("dropped an unparseable %s watch line (%d bytes)", kind, len(line))
                         continue
                     line = json.dumps(event).encode() + b"\n"
                 self._chunk(line)
