@@ -1,6 +1,7 @@
 """The sandbox's monitoring system (Prometheus 3.16 with Kubernetes SD, :mod:`aiconf.sandbox.addons.prometheus`):
 it answers the HTTP query API, discovers an annotated workload on the real node and reads its counter exactly,
-picks up PodMonitors and ServiceMonitors, and never targets anything but real-node pods and loopback processes.
+picks up PodMonitors and ServiceMonitors, is found and queried through the API server's service proxy like a
+platform's Prometheus, and never targets anything but real-node pods (and itself).
 
 The first tests need no cluster (configuration rendering). The ``sandbox`` tests use the session sandbox and skip
 when it has no real node or the ``prometheus`` add-on did not start.
@@ -12,6 +13,7 @@ import contextlib
 import ipaddress
 import json
 import re
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -22,11 +24,10 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client
 
-from aiconf.sandbox import images, realnode
+from aiconf.sandbox import cluster, images, realnode
 from aiconf.sandbox.addons import prometheus as prom
 
 SCOPE = prom.RealNodeScope(node="sandbox-real-0", pod_cidr="10.244.3.0/24")
-KC = Path("/state/prometheus/kubeconfig")
 
 
 # --- configuration (no cluster) ------------------------------------------------------------------------------------
@@ -66,8 +67,8 @@ def test_every_kubernetes_job_sees_only_real_node_pods_and_ends_with_the_address
             ],
         },
     }
-    base = prom.base_config(9090, KC, Path("/state/prometheus/targets.d"), SCOPE)
-    config, report = prom.render(base, [sm], [pm], KC, SCOPE)
+    base = prom.base_config("10.200.3.2:9090", SCOPE)
+    config, report = prom.render(base, [sm], [pm], SCOPE)
     jobs = {j["job_name"]: j for j in _kubernetes_jobs(config)}
     assert set(jobs) == {
         "kubernetes-pods",
@@ -79,7 +80,7 @@ def test_every_kubernetes_job_sees_only_real_node_pods_and_ends_with_the_address
     for name, job in jobs.items():
         (sd,) = job["kubernetes_sd_configs"]
         assert sd["selectors"] == [{"role": "pod", "field": "spec.nodeName=sandbox-real-0"}], name
-        assert sd["kubeconfig_file"] == str(KC)
+        assert "kubeconfig_file" not in sd  # in-cluster credentials (the pod's service account)
         assert job["relabel_configs"][-1] == guard or guard in job["relabel_configs"], name
         node_keep = {
             "source_labels": ["__meta_kubernetes_pod_node_name"],
@@ -95,11 +96,23 @@ def test_every_kubernetes_job_sees_only_real_node_pods_and_ends_with_the_address
     assert jobs["serviceMonitor/demo/web/0"]["scrape_interval"] == "10s"
     by_name = {r["name"]: r for r in report}
     assert by_name["demo/web"]["notes"] == ["endpoint 0: fields not translated: bearerTokenSecret"]
-    # host jobs: loopback only
-    host = next(j for j in config["scrape_configs"] if j["job_name"] == "sandbox-host")
-    assert host["relabel_configs"] == [
-        {"source_labels": ["__address__"], "regex": r"127\.0\.0\.1:[0-9]+", "action": "keep"}
-    ]
+    # the only static target is Prometheus itself
+    static = [j for j in config["scrape_configs"] if "kubernetes_sd_configs" not in j]
+    assert static == [prom.self_job("10.200.3.2:9090") | {"fallback_scrape_protocol": prom.FALLBACK_PROTOCOL}]
+
+
+def test_runs_as_a_platform_prometheus_pod_behind_a_service():
+    scope = prom.RealNodeScope(node="sandbox-real-0", pod_cidr="10.244.3.0/24", node_ip="10.200.3.2")
+    docs = {d["kind"]: d for d in prom.workload_objects(scope, Path("/state/prometheus"), Path("/cache/bin/p"))}
+    svc, dep = docs["Service"], docs["Deployment"]
+    assert svc["metadata"]["labels"]["app.kubernetes.io/name"] == "prometheus"
+    assert svc["spec"]["ports"][0]["name"] == "web" and svc["spec"]["ports"][0]["port"] == 9090
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] and pod["nodeSelector"] == {"kubernetes.io/hostname": "sandbox-real-0"}
+    assert dep["spec"]["selector"]["matchLabels"].items() <= svc["spec"]["selector"].items()
+    (c,) = pod["containers"]
+    assert c["image"] == images.UTILITY and c["imagePullPolicy"] == "Never"
+    assert "--web.listen-address=$(POD_IP):9090" in c["command"]
 
 
 def test_selector_relabels_follow_label_selector_semantics():
@@ -277,13 +290,36 @@ def _hit(pod_ip: str, n: int) -> None:
 
 
 @pytest.mark.sandbox
-def test_prometheus_answers_the_query_api(pm):
-    assert pm["url"].startswith("http://127.0.0.1:")
+def test_prometheus_answers_the_query_api_directly_and_through_the_service_proxy(kube_sandbox, pm):
+    node_ip = urllib.parse.urlsplit(pm["url"]).hostname
+    assert re.fullmatch(r"10\.200\.\d+\.2", node_ip), pm["url"]  # the node's IP, inside its netns
     with urllib.request.urlopen(f"{pm['url']}/api/v1/status/buildinfo", timeout=5) as resp:
         build = json.loads(resp.read())["data"]
     assert build["version"].startswith("3.16"), build
-    result = prom.query(pm["url"], 'up{job="prometheus"}')
+    instance = urllib.parse.urlsplit(pm["url"]).netloc
+    result = prom.query(pm["url"], f'up{{job="prometheus",instance="{instance}"}}')
     assert [r["value"][1] for r in result] == ["1"]
+    # found and queried the way a check does on a real cluster: a Service labelled prometheus, service proxy
+    svc = client.CoreV1Api(kube_sandbox.api_client()).list_service_for_all_namespaces(
+        label_selector="app.kubernetes.io/name=prometheus"
+    )
+    assert [f"{s.metadata.namespace}/{s.metadata.name}" for s in svc.items] == [pm["service"].split(":")[0]]
+    out = subprocess.run(
+        [
+            cluster.find_kubectl(),
+            f"--kubeconfig={kube_sandbox.kubeconfig}",
+            "get",
+            "--raw",
+            pm["service_proxy"] + "/api/v1/query?" + urllib.parse.urlencode({"query": f'up{{instance="{instance}"}}'}),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["status"] == "success" and [r["value"][1] for r in answer["data"]["result"]] == ["1"], answer
 
 
 @pytest.mark.sandbox
@@ -353,7 +389,7 @@ def test_pod_monitor_and_service_monitor_are_translated_into_scrape_jobs(api, pm
 
 
 @pytest.mark.sandbox
-def test_only_real_node_pods_and_loopback_processes_are_ever_targets(api, pm, namespace):
+def test_only_real_node_pods_are_ever_targets(api, pm, namespace):
     core = client.CoreV1Api(api)
     kwok_nodes = [
         n.metadata.name
@@ -371,9 +407,10 @@ def test_only_real_node_pods_and_loopback_processes_are_ever_targets(api, pm, na
     _wait_ready(api, namespace, ["real"])
     _wait_target(pm["url"], {"job": "kubernetes-pods", "namespace": namespace, "pod": "real"})
     net = ipaddress.ip_network(pm["pod_cidr"])
+    itself = urllib.parse.urlsplit(pm["url"]).hostname
     for t in _targets(pm["url"]):
         host = urllib.parse.urlsplit(t["scrapeUrl"]).hostname
-        assert host == "127.0.0.1" or ipaddress.ip_address(host) in net, t["scrapeUrl"]
+        assert (host == itself and t["labels"]["job"] == "prometheus") or ipaddress.ip_address(host) in net, t
         assert t["labels"].get("pod") != "ghost", t
         if t["labels"].get("node"):
             assert t["labels"]["node"] == realnode.NODE_NAME, t

@@ -9,7 +9,7 @@ comes from ``karpenter`` (Karpenter's kwok provider), not started by default.
 
 ``prometheus`` and ``traefik`` serve the real node (monitoring and the Gateway data plane): they are default
 add-ons but start nothing when the sandbox runs without ``--real-node`` (their ``start`` records why and returns
-no process); ``prometheus`` comes first so Traefik can list its metrics endpoint among Prometheus's host targets.
+no process).
 """
 
 from __future__ import annotations

@@ -1,39 +1,48 @@
 """A real monitoring system for the real node: Prometheus 3.16 with Kubernetes service discovery.
 
-Prometheus runs as a sandbox process on the host and discovers workloads the way real platforms do:
+Prometheus runs the way platforms run it: a Deployment (one ``hostNetwork`` pod on the real node, service account
+``prometheus``, in-cluster credentials) behind a Service ``aiconf-monitoring/prometheus`` (label
+``app.kubernetes.io/name=prometheus``, port ``web`` 9090). A check finds it by that label and queries it through
+the API server's service proxy (``/api/v1/namespaces/aiconf-monitoring/services/prometheus:web/proxy/...``), as on
+a real cluster; pods reach it at the ClusterIP; the host reaches ``http://<node IP>:9090`` through the veth route.
+It discovers workloads the way real platforms do:
 
 * **Annotations** (the ``kubernetes-pods`` and ``kubernetes-service-endpoints`` jobs of Prometheus's own example
   configuration): a pod annotated ``prometheus.io/scrape: "true"`` is scraped on ``prometheus.io/port`` (else each
   declared container port) at ``prometheus.io/path`` (default ``/metrics``); a Service annotated the same way has
   its endpoints scraped (the simulated DCGM exporter's Service is).
 * **ServiceMonitor / PodMonitor** (the Prometheus Operator's API): the Operator itself cannot run here (it only
-  manages the Prometheus StatefulSets it creates, from images), so only its two CRDs are applied (from
+  manages the Prometheus StatefulSets it creates, from upstream images), so only its two CRDs are applied (from
   ``github.com/prometheus-operator/prometheus-operator@`` :data:`OPERATOR_VERSION`) and a small translator process
-  (``python -m aiconf.sandbox.addons.prometheus sync``) turns every ServiceMonitor and PodMonitor into scrape jobs
-  in the Operator's style (``serviceMonitor/<ns>/<name>/<i>``, ``podMonitor/<ns>/<name>/<i>``), rewrites the
-  configuration and asks Prometheus to reload (``POST /-/reload``). What it translated, and what it skipped, is in
-  ``state_dir/prometheus/monitors.json``.
-* **Host processes** of the sandbox: Prometheus itself, and any ``targets.d/*.json`` (file_sd) an add-on drops
-  in ``state_dir/prometheus/`` (the Traefik add-on lists its metrics endpoint there). Only ``127.0.0.1`` targets
-  are kept.
+  on the host (``python -m aiconf.sandbox.addons.prometheus sync``) turns every ServiceMonitor and PodMonitor into
+  scrape jobs in the Operator's style (``serviceMonitor/<ns>/<name>/<i>``, ``podMonitor/<ns>/<name>/<i>``),
+  rewrites the configuration and asks Prometheus to reload (``POST /-/reload``). What it translated, and what it
+  skipped, is in ``state_dir/prometheus/monitors.json``.
+* Itself (job ``prometheus``).
 
 Network rule. Only pods on the real node are scraped, enforced twice in every Kubernetes job: the discovery
 itself asks the API only for pods on the real node (``selectors: field spec.nodeName=<node>``), and relabelling
 keeps a target only when its node is the real node *and* its final ``__address__`` is an IP of the real node's
 pod CIDR (an annotation may name another port, but nothing can point a scrape at a kwok fake pod IP or anywhere
-else; the check is repeated after a monitor's own relabelings). Prometheus listens on ``127.0.0.1`` only.
+else; the check is repeated after a monitor's own relabelings). Prometheus listens only on the node IP, inside
+the node's network namespace, which has no default route; it reaches the API server at the ``kubernetes``
+ClusterIP (kube-proxy sends that to the real node's relay on the host side of the veth, as for every in-cluster
+client). Nothing is bound in the host's network namespace except the translator's outgoing connections.
 
 Binary. Debian's ``prometheus`` package (2.42) cannot be used: Debian builds it without the Kubernetes discovery
 (no ``kubernetes_sd_configs``; its SD list is file, http, DNS and cloud ones). So :data:`PROMETHEUS` builds
 ``github.com/prometheus/prometheus/cmd/prometheus`` v0.316.0 (= Prometheus 3.16.0; plain module, no
 replace/exclude) with upstream's build tags ``remove_all_sd,enable_kubernetes_sd`` (only the Kubernetes, file and
-HTTP discoveries are compiled in) and without ``builtinassets`` (no web UI; the HTTP API is complete).
+HTTP discoveries are compiled in) and without ``builtinassets`` (no web UI; the HTTP API is complete). The static
+binary runs in the sandbox's busybox image (``localhost/aiconf-utility:0.1``), mounted read-only by hostPath from
+the build cache; the configuration and the TSDB live in ``state_dir/prometheus/`` (hostPath ``/sandbox``).
 
-Wiring (files under ``state_dir/prometheus/``): ``--config.file=prometheus.yml --storage.tsdb.path=data
---web.listen-address=127.0.0.1:<free port> --web.enable-lifecycle``. Kubernetes credentials: a client
-certificate ``aiconf-prometheus`` from the cluster CA bound to a read-only ClusterRole (pods, services,
-endpoints, endpointslices, nodes; ServiceMonitors/PodMonitors for the translator), in ``kubeconfig``. Scrape
-interval 5 s. The URL and paths are in ``info.json``.
+Wiring: ``--config.file=/sandbox/prometheus.yml --storage.tsdb.path=/sandbox/data
+--web.listen-address=$(POD_IP):9090 --web.enable-lifecycle`` (the port is fixed: the network namespace is this
+sandbox's own). RBAC: ClusterRole ``aiconf-prometheus`` (read pods, services, endpoints, endpointslices, nodes,
+ServiceMonitors, PodMonitors) bound to the service account and to user ``aiconf-prometheus`` (a client
+certificate from the cluster CA, in ``state_dir/prometheus/kubeconfig``, used by the translator). Scrape interval
+5 s. The URL, the Service and paths are in ``state_dir/prometheus/info.json``.
 
 Without a real node there is nothing real to scrape: :func:`start` then writes ``info.json`` with the reason and
 starts nothing (the add-on is still listed as started), so it is safe as a default add-on.
@@ -57,9 +66,9 @@ from pathlib import Path
 from typing import Any
 
 from aiconf.errors import SandboxError
-from aiconf.sandbox import pki
+from aiconf.sandbox import images, pki
 from aiconf.sandbox.addon import Addon, Process, SandboxHandle
-from aiconf.sandbox.addons._common import addon_dir, go_module_dir, http_ok, load_yaml_docs, wait_for
+from aiconf.sandbox.addons._common import addon_dir, go_module_dir, kube_json, load_yaml_docs, wait_for
 from aiconf.sandbox.gobuild import GoComponent
 
 NAME = "prometheus"
@@ -82,6 +91,11 @@ OPERATOR_VERSION = "v0.85.0"
 MONITOR_CRDS = ("monitoring.coreos.com_servicemonitors.yaml", "monitoring.coreos.com_podmonitors.yaml")
 SCRAPE_INTERVAL = "5s"
 USER = "aiconf-prometheus"
+#: Where Prometheus listens: the node IP, inside the node's own network namespace (each sandbox has its own, so
+#: the port is fixed; nothing of the host is bound).
+PORT = 9090
+NAMESPACE = "aiconf-monitoring"
+SERVICE = "prometheus"
 #: Prometheus 3 refuses a scrape whose Content-Type it cannot map; small exporters often send plain text.
 FALLBACK_PROTOCOL = "PrometheusText0.0.4"
 
@@ -95,7 +109,9 @@ class RealNodeScope:
 
     node: str
     pod_cidr: str
-    node_ip: str = ""
+    node_ip: str = ""  #: the node's InternalIP, inside the sandbox's network namespace
+    host_ip: str = ""  #: the host side of the node's veth (the API server relay listens there)
+    netns: str = ""  #: the node's network namespace (``/run/netns/<netns>``)
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -128,7 +144,13 @@ def real_node_scope(sb: SandboxHandle) -> RealNodeScope | None:
     rec = state.get("real_node") or {}
     if not rec.get("node") or not rec.get("pod_cidr"):
         return None
-    return RealNodeScope(node=rec["node"], pod_cidr=rec["pod_cidr"], node_ip=rec.get("node_ip", ""))
+    return RealNodeScope(
+        node=rec["node"],
+        pod_cidr=rec["pod_cidr"],
+        node_ip=rec.get("node_ip", ""),
+        host_ip=rec.get("host_ip", ""),
+        netns=rec.get("netns", ""),
+    )
 
 
 def say(sb: SandboxHandle, msg: str) -> None:
@@ -148,11 +170,10 @@ def _guard(scope: RealNodeScope, node_label: str | None = "__meta_kubernetes_pod
     return steps
 
 
-def _sd(kubeconfig: Path, role: str, scope: RealNodeScope, namespaces: list[str] | None = None) -> dict:
+def _sd(role: str, scope: RealNodeScope, namespaces: list[str] | None = None) -> dict:
     """A kubernetes_sd_configs entry that only ever sees pods of the real node."""
     sd: dict[str, Any] = {
         "role": role,
-        "kubeconfig_file": str(kubeconfig),
         "selectors": [{"role": "pod", "field": f"spec.nodeName={scope.node}"}],
     }
     if namespaces:
@@ -169,11 +190,11 @@ def _pod_labels() -> list[dict]:
     ]
 
 
-def annotation_jobs(kubeconfig: Path, scope: RealNodeScope) -> list[dict]:
+def annotation_jobs(scope: RealNodeScope) -> list[dict]:
     """The two annotation-driven jobs of Prometheus's example configuration, limited to the real node."""
     pods = {
         "job_name": "kubernetes-pods",
-        "kubernetes_sd_configs": [_sd(kubeconfig, "pod", scope)],
+        "kubernetes_sd_configs": [_sd("pod", scope)],
         "relabel_configs": [
             {
                 "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
@@ -207,7 +228,7 @@ def annotation_jobs(kubeconfig: Path, scope: RealNodeScope) -> list[dict]:
     }
     services = {
         "job_name": "kubernetes-service-endpoints",
-        "kubernetes_sd_configs": [_sd(kubeconfig, "endpointslice", scope)],
+        "kubernetes_sd_configs": [_sd("endpointslice", scope)],
         "relabel_configs": [
             {
                 "source_labels": ["__meta_kubernetes_service_annotation_prometheus_io_scrape"],
@@ -243,19 +264,11 @@ def annotation_jobs(kubeconfig: Path, scope: RealNodeScope) -> list[dict]:
     return [pods, services]
 
 
-def host_jobs(self_port: int, targets_dir: Path) -> list[dict]:
-    """Prometheus itself and the add-ons' host processes (file_sd), on 127.0.0.1 only."""
-    return [
-        {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{self_port}"]}]},
-        {
-            "job_name": "sandbox-host",
-            "file_sd_configs": [{"files": [str(targets_dir / "*.json")], "refresh_interval": "5s"}],
-            "relabel_configs": [{"source_labels": ["__address__"], "regex": r"127\.0\.0\.1:[0-9]+", "action": "keep"}],
-        },
-    ]
+def self_job(listen: str) -> dict:
+    return {"job_name": "prometheus", "static_configs": [{"targets": [listen]}]}
 
 
-def base_config(self_port: int, kubeconfig: Path, targets_dir: Path, scope: RealNodeScope) -> dict:
+def base_config(listen: str, scope: RealNodeScope) -> dict:
     return {
         "global": {
             "scrape_interval": SCRAPE_INTERVAL,
@@ -263,7 +276,7 @@ def base_config(self_port: int, kubeconfig: Path, targets_dir: Path, scope: Real
             "evaluation_interval": "15s",
             "external_labels": {"cluster": "aiconf-sandbox"},
         },
-        "scrape_configs": host_jobs(self_port, targets_dir) + annotation_jobs(kubeconfig, scope),
+        "scrape_configs": [self_job(listen), *annotation_jobs(scope)],
     }
 
 
@@ -371,7 +384,7 @@ def _endpoint_options(ep: dict) -> dict:
     return job
 
 
-def service_monitor_jobs(sm: dict, kubeconfig: Path, scope: RealNodeScope) -> tuple[list[dict], list[str]]:
+def service_monitor_jobs(sm: dict, scope: RealNodeScope) -> tuple[list[dict], list[str]]:
     """Scrape jobs for one ServiceMonitor (role endpointslice), and notes on what was skipped."""
     meta, spec = sm["metadata"], sm.get("spec") or {}
     jobs, notes = [], []
@@ -427,7 +440,7 @@ def service_monitor_jobs(sm: dict, kubeconfig: Path, scope: RealNodeScope) -> tu
         jobs.append(
             {
                 "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/{i}",
-                "kubernetes_sd_configs": [_sd(kubeconfig, "endpointslice", scope, _namespaces(sm))],
+                "kubernetes_sd_configs": [_sd("endpointslice", scope, _namespaces(sm))],
                 "relabel_configs": relabel,
                 **_endpoint_options(ep),
             }
@@ -435,7 +448,7 @@ def service_monitor_jobs(sm: dict, kubeconfig: Path, scope: RealNodeScope) -> tu
     return jobs, notes
 
 
-def pod_monitor_jobs(pm: dict, kubeconfig: Path, scope: RealNodeScope) -> tuple[list[dict], list[str]]:
+def pod_monitor_jobs(pm: dict, scope: RealNodeScope) -> tuple[list[dict], list[str]]:
     """Scrape jobs for one PodMonitor (role pod), and notes on what was skipped."""
     meta, spec = pm["metadata"], pm.get("spec") or {}
     jobs, notes = [], []
@@ -497,7 +510,7 @@ def pod_monitor_jobs(pm: dict, kubeconfig: Path, scope: RealNodeScope) -> tuple[
         jobs.append(
             {
                 "job_name": f"podMonitor/{meta['namespace']}/{meta['name']}/{i}",
-                "kubernetes_sd_configs": [_sd(kubeconfig, "pod", scope, _namespaces(pm))],
+                "kubernetes_sd_configs": [_sd("pod", scope, _namespaces(pm))],
                 "relabel_configs": relabel,
                 **_endpoint_options(ep),
             }
@@ -506,7 +519,7 @@ def pod_monitor_jobs(pm: dict, kubeconfig: Path, scope: RealNodeScope) -> tuple[
 
 
 def render(
-    base: dict, service_monitors: list[dict], pod_monitors: list[dict], kubeconfig: Path, scope: RealNodeScope
+    base: dict, service_monitors: list[dict], pod_monitors: list[dict], scope: RealNodeScope
 ) -> tuple[dict, list[dict]]:
     """The full configuration for ``base`` plus the monitors; and one status record per monitor."""
     config = copy.deepcopy(base)
@@ -518,7 +531,7 @@ def render(
         for obj in sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"])):
             ref = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
             try:
-                jobs, notes = fn(obj, kubeconfig, scope)
+                jobs, notes = fn(obj, scope)
             except (ValueError, KeyError, TypeError) as e:
                 report.append({"kind": kind, "name": ref, "jobs": [], "error": str(e)})
                 continue
@@ -558,7 +571,10 @@ def rbac(user: str = USER) -> list[dict]:
             "kind": "ClusterRoleBinding",
             "metadata": {"name": user, "labels": {"app.kubernetes.io/managed-by": "aiconf-sandbox"}},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user},
+                {"kind": "ServiceAccount", "name": SERVICE, "namespace": NAMESPACE},
+            ],
         },
     ]
 
@@ -580,10 +596,86 @@ def apiserver_url(sb: SandboxHandle) -> str:
     return doc["clusters"][0]["cluster"]["server"]
 
 
-def write_client_kubeconfig(sb: SandboxHandle, user: str, folder: Path) -> Path:
-    """A kubeconfig for ``user`` (client cert from the cluster CA) to the sandbox API server."""
+def write_client_kubeconfig(sb: SandboxHandle, user: str, folder: Path, server: str | None = None) -> Path:
+    """A kubeconfig for ``user`` (client cert from the cluster CA) to ``server`` (default: the API server URL of
+    the admin kubeconfig)."""
     cert, key = sb.issue_cert(user, client=True)
-    return pki.write_kubeconfig(folder / "kubeconfig", apiserver_url(sb), Path(sb.ca_cert), cert, key, user=user)
+    return pki.write_kubeconfig(
+        folder / "kubeconfig", server or apiserver_url(sb), Path(sb.ca_cert), cert, key, user=user
+    )
+
+
+def workload_objects(scope: RealNodeScope, folder: Path, bin_dir: Path) -> list[dict]:
+    """Prometheus as a platform runs it: a Deployment (one pod, ``hostNetwork`` on the real node, service account
+    ``prometheus``, in-cluster Kubernetes credentials) and a Service ``prometheus`` (port ``web``) selecting it,
+    in namespace :data:`NAMESPACE`. The binary (``bin_dir``) and the add-on folder (configuration and TSDB) are
+    hostPath mounts; the image is the sandbox's busybox image (Prometheus is a static binary)."""
+    labels = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by": "aiconf-sandbox"}
+    note = "the aiconf sandbox's Prometheus 3.16 (binary built from the Go module, mounted from the host cache)"
+    meta = {"namespace": NAMESPACE, "labels": labels, "annotations": {"sandbox.aiconf.io/note": note}}
+    container = {
+        "name": "prometheus",
+        "image": images.UTILITY,
+        "imagePullPolicy": "Never",
+        "command": [
+            "/opt/prometheus/prometheus",
+            "--config.file=/sandbox/prometheus.yml",
+            "--storage.tsdb.path=/sandbox/data",
+            "--storage.tsdb.retention.time=1d",
+            f"--web.listen-address=$(POD_IP):{PORT}",
+            f"--web.external-url=http://$(POD_IP):{PORT}/",
+            "--web.enable-lifecycle",
+            "--log.level=info",
+        ],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "ports": [{"name": "web", "containerPort": PORT}],
+        "readinessProbe": {"httpGet": {"path": "/-/ready", "port": PORT}, "periodSeconds": 2},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        "volumeMounts": [
+            {"name": "bin", "mountPath": "/opt/prometheus", "readOnly": True},
+            {"name": "sandbox", "mountPath": "/sandbox"},
+        ],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE, "namespace": NAMESPACE}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": SERVICE, **meta},
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},  # one host port
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                "template": {
+                    "metadata": {"labels": labels, "annotations": meta["annotations"]},
+                    "spec": {
+                        "serviceAccountName": SERVICE,
+                        "hostNetwork": True,
+                        "dnsPolicy": "ClusterFirstWithHostNet",
+                        "nodeSelector": {"kubernetes.io/hostname": scope.node},
+                        "tolerations": [{"operator": "Exists"}],
+                        "enableServiceLinks": False,
+                        "terminationGracePeriodSeconds": 5,
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "bin", "hostPath": {"path": str(bin_dir), "type": "Directory"}},
+                            {"name": "sandbox", "hostPath": {"path": str(folder), "type": "Directory"}},
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": SERVICE, **meta},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "prometheus"},
+                "ports": [{"name": "web", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
+            },
+        },
+    ]
 
 
 def info(sb: SandboxHandle) -> dict:
@@ -608,55 +700,43 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
         _dump(d / "info.json", {"skipped": reason})
         say(sb, f"[up] add-on {NAME}: skipped, {reason}")
         return []
-    port = sb.free_port()
-    sb.apply(rbac())
+    if not scope.node_ip:
+        raise SandboxError(f"add-on {NAME}: the sandbox state names no IP for the real node")
     sb.apply(monitor_crds())
+    sb.apply(rbac())
+    # The translator (a host process) lists monitors as user aiconf-prometheus; Prometheus itself uses its pod's
+    # service account.
     kubeconfig = write_client_kubeconfig(sb, USER, d)
-    targets = d / "targets.d"
-    targets.mkdir(exist_ok=True)
     (d / "data").mkdir(exist_ok=True)
-    base = base_config(port, kubeconfig, targets, scope)
+    listen = f"{scope.node_ip}:{PORT}"
+    base = base_config(listen, scope)
     _dump(d / "base.json", base)
-    config_path = d / "prometheus.yml"
-    _dump(config_path, render(base, [], [], kubeconfig, scope)[0])  # JSON is YAML
-    url = f"http://127.0.0.1:{port}"
+    _dump(d / "prometheus.yml", render(base, [], [], scope)[0])  # JSON is YAML
+    url = f"http://{listen}"
     _dump(
         d / "info.json",
         {
             "url": url,
-            "port": port,
-            "config": str(config_path),
+            "port": PORT,
+            "namespace": NAMESPACE,
+            "service": f"{NAMESPACE}/{SERVICE}:web",
+            "service_proxy": f"/api/v1/namespaces/{NAMESPACE}/services/{SERVICE}:web/proxy",
+            "config": str(d / "prometheus.yml"),
             "data": str(d / "data"),
             "kubeconfig": str(kubeconfig),
             "node": scope.node,
             "pod_cidr": scope.pod_cidr,
             "monitors": str(d / "monitors.json"),
-            "targets_dir": str(targets),
         },
     )
+    sb.apply(workload_objects(scope, d, Path(bins["prometheus"]).parent))
     return [
-        Process(
-            name="prometheus",
-            argv=[
-                str(bins["prometheus"]),
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={d / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--web.enable-lifecycle",
-                f"--web.external-url={url}/",
-                "--storage.tsdb.retention.time=1d",
-                "--log.level=info",
-            ],
-            cwd=d,
-            ready=lambda: http_ok(f"{url}/-/ready"),
-            ready_timeout_s=90.0,
-        ),
         Process(
             name="prometheus-monitor-sync",
             argv=[
                 sys.executable,
                 "-W",
-                "ignore::RuntimeWarning:runpy",
+                "ignore::RuntimeWarning:runpy",  # the package __init__ imports this module first
                 "-m",
                 "aiconf.sandbox.addons.prometheus",
                 "sync",
@@ -665,8 +745,7 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
             ],
             cwd=d,
             ready=lambda: (d / "monitors.json").is_file(),
-            ready_timeout_s=60.0,
-            depends_on=("prometheus",),
+            ready_timeout_s=180.0,
         ),
     ]
 
@@ -684,17 +763,34 @@ def query(url: str, promql: str, timeout_s: float = 5.0) -> list[dict]:
     return body["data"]["result"]
 
 
-def wait_ready(sb: SandboxHandle, timeout_s: float = 60.0) -> None:
+def wait_ready(sb: SandboxHandle, timeout_s: float = 180.0) -> None:
     meta = info(sb)
     if meta.get("skipped"):
         return
     url = meta["url"]
 
-    def self_scraped() -> tuple[bool, str]:
-        result = query(url, 'up{job="prometheus"}')
-        return bool(result) and result[0]["value"][1] == "1", f"up{{job='prometheus'}} = {result}"
+    def pod_ready() -> tuple[bool, str]:
+        pods = kube_json(sb, "get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=prometheus")["items"]
+        states = [
+            (p["metadata"]["name"], {c["type"]: c["status"] for c in (p.get("status") or {}).get("conditions", [])})
+            for p in pods
+        ]
+        return any(c.get("Ready") == "True" for _, c in states), f"pods {states}"
 
-    wait_for("Prometheus to scrape itself (query API answering)", self_scraped, timeout_s=timeout_s)
+    instance = urllib.parse.urlsplit(url).netloc
+
+    def self_scraped() -> tuple[bool, str]:
+        promql = f'up{{job="prometheus",instance="{instance}"}}'
+        result = query(url, promql)
+        return bool(result) and result[0]["value"][1] == "1", f"{promql} = {result}"
+
+    def proxied() -> tuple[bool, str]:
+        raw = sb.kubectl("get", "--raw", f"{meta['service_proxy']}/api/v1/query?query=up")
+        return '"status":"success"' in raw, raw[:200]
+
+    wait_for(f"the Prometheus pod in {NAMESPACE} to be Ready", pod_ready, timeout_s=timeout_s)
+    wait_for("Prometheus to scrape itself (query API answering)", self_scraped, timeout_s=60)
+    wait_for(f"Prometheus through the API server's service proxy ({meta['service']})", proxied, timeout_s=60)
 
 
 ADDON = Addon(
@@ -732,28 +828,34 @@ def _reload(url: str) -> None:
         resp.read()
 
 
-def sync_once(api, folder: Path, url: str, last: str | None) -> str:
-    """Render the configuration from the current monitors; write it and reload Prometheus when it changed."""
+class _SyncState:
+    written: str | None = None  #: the configuration text last written
+    applied: str | None = None  #: the configuration text Prometheus last reloaded
+
+
+def sync_once(api, folder: Path, url: str, st: _SyncState) -> None:
+    """Render the configuration from the current monitors; write it when it changed, record the monitors, and
+    have Prometheus reload it (retried on the next pass until Prometheus accepts)."""
     info_doc = json.loads((folder / "info.json").read_text())
     scope = RealNodeScope(node=info_doc["node"], pod_cidr=info_doc["pod_cidr"])
     base = json.loads((folder / "base.json").read_text())
-    config, report = render(
-        base, _list(api, "servicemonitors"), _list(api, "podmonitors"), Path(info_doc["kubeconfig"]), scope
-    )
+    config, report = render(base, _list(api, "servicemonitors"), _list(api, "podmonitors"), scope)
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    if text != last:
+    if text != st.written:
         path = folder / "prometheus.yml"
         tmp = path.with_suffix(".yml.tmp")
         tmp.write_text(text)
         tmp.replace(path)
+        st.written = text
+    _dump(folder / "monitors.json", {"updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "monitors": report})
+    if text != st.applied:
         _reload(url)
+        st.applied = text
         print(
             f"{time.strftime('%H:%M:%S')} configuration reloaded: {len(config['scrape_configs'])} jobs; "
             f"monitors: {[r['name'] for r in report]}",
             flush=True,
         )
-    _dump(folder / "monitors.json", {"updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "monitors": report})
-    return text
 
 
 def sync_main(folder: Path, url: str, interval_s: float) -> int:
@@ -761,12 +863,12 @@ def sync_main(folder: Path, url: str, interval_s: float) -> int:
 
     info_doc = json.loads((folder / "info.json").read_text())
     api = kconfig.new_client_from_config(config_file=info_doc["kubeconfig"])
-    last = None
+    st = _SyncState()
     while True:  # a service loop: each pass is bounded by its request timeouts; the runtime stops it with SIGTERM
         try:
-            last = sync_once(api, folder, url, last)
+            sync_once(api, folder, url, st)
         except Exception as e:  # noqa: BLE001 - keep serving; the next pass retries (a failed reload too)
-            print(f"{time.strftime('%H:%M:%S')} sync failed: {type(e).__name__}: {e}", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} sync pass failed: {type(e).__name__}: {e}", flush=True)
         time.sleep(interval_s)
 
 

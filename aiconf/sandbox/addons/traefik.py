@@ -15,8 +15,7 @@ Wiring (files under ``state_dir/traefik/``; ports recorded in ``info.json``):
 * **Process** ``traefik``: static configuration in ``traefik.yaml``: entryPoint ``web`` on ``127.0.0.1:<port>``
   (each Gateway listener port must equal an entryPoint port: Gateways of class :data:`GATEWAY_CLASS` use that
   port), entryPoint ``traefik`` on ``127.0.0.1:<port>`` for ``/ping``, the read-only ``/api/...`` (routers,
-  services and their servers as Traefik sees them) and ``/metrics`` (Prometheus format; listed
-  in the Prometheus add-on's ``targets.d`` when it runs), provider ``kubernetesGateway`` with
+  services and their servers as Traefik sees them) and ``/metrics`` (Prometheus format), provider ``kubernetesGateway`` with
   ``statusAddress.ip: 127.0.0.1``; version checks and anonymous usage reports off (nothing leaves the machine).
   It reads ``KUBECONFIG`` = ``state_dir/traefik/kubeconfig``, which points at the API view below, never at the API
   server itself.
@@ -522,9 +521,6 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
         "pod_cidr": scope.pod_cidr,
     }
     _dump(d / "info.json", meta)
-    targets = Path(sb.state_dir) / "prometheus" / "targets.d"
-    if targets.is_dir():  # the Prometheus add-on runs: let it scrape Traefik (host process on loopback)
-        _dump(targets / "traefik.json", [{"targets": [f"127.0.0.1:{admin_port}"], "labels": {"job": "traefik"}}])
     sb.apply(gateway_objects(web_port))
     return [
         Process(
