@@ -46,6 +46,7 @@ from aiconf.checks.accelerator_metrics import (
     free_accelerators,
     node_tolerations,
     quantity,
+    wait_free_accelerators,
     workloads_configmap,
 )
 from aiconf.context import CheckContext
@@ -508,6 +509,8 @@ def run(ctx: CheckContext) -> None:
         chosen = (
             by_name[p.secure_access_node] if p.secure_access_node else max(real, key=lambda n: (free[n.name], n.name))
         )
+        if free.get(chosen.name, 0) < 2 <= chosen.allocatable:
+            free[chosen.name] = wait_free_accelerators(ctx.kube, chosen, 2, p)
         others = [n for n in real if n.name != chosen.name and free.get(n.name, 0) >= 1]
         other = max(others, key=lambda n: free[n.name]) if others else None
         phases, skipped = plan_phases(chosen, free.get(chosen.name, 0), other)
