@@ -402,10 +402,34 @@ def family_regex(nm: dcgm.NameMap) -> str:
     return "|".join(sorted({n for c in nm.classes for n, _ in c.names}))
 
 
-def judge_prometheus(answer: Any, nm: dcgm.NameMap, devices: int, target: PromTarget) -> SubCheck:
+def series_counts(answer: Any) -> dict[str, int]:
+    """``{label value: count}`` from a ``count by (<label>) (...)`` answer (the first label of each result)."""
+    out: dict[str, int] = {}
+    for r in ((answer or {}).get("data") or {}).get("result") or [] if isinstance(answer, dict) else []:
+        metric = r.get("metric") or {}
+        key = next(iter(metric.values()), "")
+        try:
+            out[key] = int(float((r.get("value") or [0, "0"])[1]))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def judge_prometheus(
+    answer: Any,
+    nm: dcgm.NameMap,
+    devices: int,
+    target: PromTarget,
+    uuids_by_class: dict[str, set[str]] | None = None,
+    expected_uuids: set[str] | None = None,
+) -> SubCheck:
     """``prometheus_pipeline``: the answer of ``count by (__name__) ({__name__=~<mapped names>})``. PASS when every
-    core class has a family with at least ``devices`` series (one per covered accelerator)."""
+    core class has a family with at least ``devices`` series (one per covered accelerator) and, when the UUIDs the
+    exporters reported are known (``expected_uuids``), each core class has a series for every one of them
+    (``uuids_by_class``: the UUIDs Prometheus holds per class)."""
     expected = f"every core class of {nm.name} queryable with >= {devices} series (one per accelerator)"
+    if expected_uuids:
+        expected += ", for the same UUIDs the exporters report"
     where = f"{target.describe()} ({target.how})"
     if not isinstance(answer, dict) or answer.get("status") != "success":
         return SubCheck(
@@ -416,17 +440,28 @@ def judge_prometheus(answer: Any, nm: dcgm.NameMap, devices: int, target: PromTa
             observed=str(answer)[:300],
             required=False,
         )
-    counts = {}
-    for r in (answer.get("data") or {}).get("result") or []:
-        name = (r.get("metric") or {}).get("__name__")
-        try:
-            counts[name] = int(float((r.get("value") or [0, "0"])[1]))
-        except (TypeError, ValueError):
-            continue
+    counts = series_counts(answer)
     per_class = {c.key: max((counts.get(n, 0) for n, _ in c.names), default=0) for c in nm.tier(dcgm.CORE)}
     short = {k: v for k, v in per_class.items() if v < devices}
-    details = {"prometheus": where, "series_per_family": counts, "series_per_core_class": per_class}
+    details: dict[str, Any] = {"prometheus": where, "series_per_family": counts, "series_per_core_class": per_class}
     observed = ", ".join(f"{k}: {v} series" for k, v in per_class.items())
+    lacking: dict[str, list[str]] = {}
+    if expected_uuids and uuids_by_class is not None:
+        lacking = {k: sorted(expected_uuids - uuids_by_class.get(k, set())) for k in per_class}
+        lacking = {k: v for k, v in lacking.items() if v}
+        details["uuids_lacking"] = lacking
+        observed += f"; UUIDs of the scraped accelerators found: {len(expected_uuids) - max(map(len, lacking.values()), default=0)}/{len(expected_uuids)}"
+    if lacking and not short:
+        return SubCheck(
+            "prometheus_pipeline",
+            Verdict.FAIL,
+            f"{where} lacks series of scraped accelerators: "
+            + "; ".join(f"{k}: {', '.join(u[:12] for u in v)}" for k, v in lacking.items()),
+            expected=expected,
+            observed=observed,
+            required=False,
+            details=details,
+        )
     if short:
         return SubCheck(
             "prometheus_pipeline",
@@ -783,7 +818,14 @@ def run(ctx: CheckContext) -> None:
                 "prometheus_pipeline", Verdict.UNKNOWN, "no recognised exporter: nothing to look for", required=False
             )
         else:
-            run_prometheus(ctx, nm_any, sum(scrapes[n].node.devices for n in covered))
+            uuids = {
+                d.labels[scrapes[n].name_map.uuid_label]
+                for n in covered
+                if scrapes[n].name_map
+                for d in dcgm.device_readings(scrapes[n].expo, scrapes[n].name_map)[0].values()
+                if d.labels.get(scrapes[n].name_map.uuid_label)
+            }
+            run_prometheus(ctx, nm_any, sum(scrapes[n].node.devices for n in covered), uuids)
 
     run_load(ctx, scrapes, covered)
 
@@ -873,7 +915,7 @@ def query_prometheus(kube: Kube, target: PromTarget, query: str, timeout_s: floa
         return json.loads(resp.read().decode())
 
 
-def run_prometheus(ctx: CheckContext, nm: dcgm.NameMap, devices: int) -> None:
+def run_prometheus(ctx: CheckContext, nm: dcgm.NameMap, devices: int, uuids: set[str]) -> None:
     target = find_prometheus(ctx.kube, ctx.params)
     if target is None:
         ctx.record(
@@ -896,8 +938,22 @@ def run_prometheus(ctx: CheckContext, nm: dcgm.NameMap, devices: int) -> None:
             required=False,
         )
         return
-    ctx.save_evidence("prometheus-query.yaml", {"target": target.__dict__, "query": query, "answer": answer})
-    sub = judge_prometheus(answer, nm, devices, target)
+    queries = [{"query": query, "answer": answer}]
+    by_class: dict[str, set[str]] = {}
+    counts = series_counts(answer)
+    for c in nm.tier(dcgm.CORE):
+        family = next((n for n, _ in c.names if counts.get(n)), None)
+        if family is None or not uuids:
+            continue
+        q = f'count by ({nm.uuid_label}) ({{__name__="{family}"}})'
+        try:
+            a = query_prometheus(ctx.kube, target, q)
+        except (ApiException, OSError, ValueError) as e:
+            a = {"status": "error", "error": str(e)[:200]}
+        queries.append({"query": q, "answer": a})
+        by_class[c.key] = set(series_counts(a))
+    ctx.save_evidence("prometheus-query.yaml", {"target": target.__dict__, "queries": queries})
+    sub = judge_prometheus(answer, nm, devices, target, by_class if uuids else None, uuids)
     ctx.record(**_kw(sub))
     if sub.verdict is Verdict.PASS:
         ctx.proves("the platform's Prometheus stores the same core families for the accelerators")

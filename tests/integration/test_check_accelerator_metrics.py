@@ -9,6 +9,7 @@ Skipped when the cluster has no real node (kwok nodes run no exporter: every run
 from __future__ import annotations
 
 import copy
+import re
 import time
 import uuid
 
@@ -120,6 +121,12 @@ def test_accelerator_metrics_pass_on_the_real_node(kube_sandbox, kube, tmp_path)
     assert analysis["memory_used"]["during_max"] >= 8192 - 1
     assert subs["workload_reflected"].details["device_identified"].startswith("attributed")
     assert subs["pod_attribution"].verdict is Verdict.PASS
+    if kube.list("v1", "Service", None, label_selector="app.kubernetes.io/name=prometheus"):  # the prometheus add-on
+        assert subs["prometheus_pipeline"].verdict is Verdict.PASS, subs["prometheus_pipeline"].summary
+        found = re.search(r"UUIDs of the scraped accelerators found: (\d+)/(\d+)", subs["prometheus_pipeline"].observed)
+        assert found and found.group(1) == found.group(2), subs["prometheus_pipeline"].observed
+    else:
+        assert subs["prometheus_pipeline"].verdict is Verdict.NOT_APPLICABLE
     for name in ("gpu_series.csv", "coverage.csv", "otel.csv", "load-analysis.yaml"):
         assert f"evidence/accelerator_metrics/{name}" in result.evidence, name
     assert_cleaned_up(kube, rid)

@@ -225,6 +225,22 @@ def prom_answer(counts: dict[str, int]) -> dict:
     }
 
 
+def test_prometheus_must_hold_the_scraped_accelerators_by_uuid():
+    t = am.PromTarget("mon", "prom", "web", "test")
+    full = {"DCGM_FI_DEV_GPU_UTIL": 2, "DCGM_FI_DEV_FB_USED": 2, "DCGM_FI_DEV_FB_FREE": 2}
+    want = set(UUIDS)
+    ok = {k: set(UUIDS) for k in ("utilization", "memory_used", "memory_free")}
+    sub = am.judge_prometheus(prom_answer(full), dcgm.DCGM, 2, t, ok, want)
+    assert sub.verdict is Verdict.PASS and "found: 2/2" in sub.observed
+    other_gpus = {**ok, "memory_used": {"GPU-of-another-cluster", UUIDS[0]}}  # right count, wrong accelerators
+    sub = am.judge_prometheus(prom_answer(full), dcgm.DCGM, 2, t, other_gpus, want)
+    assert sub.verdict is Verdict.FAIL and sub.details["uuids_lacking"] == {"memory_used": [UUIDS[1]]}
+    assert am.series_counts(
+        {"status": "success", "data": {"result": [{"metric": {"UUID": "a"}, "value": [0, "3"]}]}}
+    ) == {"a": 3}
+    assert am.series_counts("oops") == {}
+
+
 def test_prometheus_param_forms():
     t = am.parse_prometheus_param("monitoring/kps-prometheus:9090")
     assert (t.namespace, t.service, t.port) == ("monitoring", "kps-prometheus", "9090")
@@ -318,6 +334,7 @@ class FakeKube:
         (self.gpu_dir / "allocations.json").write_text("{}")
         self.sim = dcgm_sim.Simulator(str(self.gpu_dir), "node-a")
         self.follow_load, self.transform, self.prometheus = follow_load, transform, prometheus
+        self.prometheus_uuids = UUIDS[:gpus]
         self.created: list[dict] = []
         self.load_seconds = 0.0
         self.lock = threading.Lock()
@@ -355,6 +372,11 @@ class FakeKube:
 
     def raw(self, method: str, path: str, body: Any = None, *, query: dict | None = None, **_: Any) -> Any:
         if "/proxy/api/v1/query" in path:
+            if "count by (UUID)" in (query or {}).get("query", ""):
+                return {
+                    "status": "success",
+                    "data": {"result": [{"metric": {"UUID": u}, "value": [0, "1"]} for u in self.prometheus_uuids]},
+                }
             return self.prometheus
         assert "/pods/" in path and path.endswith("/proxy/metrics"), path
         with self.lock:
@@ -457,6 +479,17 @@ def test_prometheus_found_through_the_operator_is_queried(tmp_path):
     result = run_fake(tmp_path, kube)
     sub = result.subcheck("prometheus_pipeline")
     assert sub.verdict is Verdict.PASS and "monitoring/prometheus-operated:web" in sub.summary
+    assert "found: 2/2" in sub.observed
+
+
+def test_prometheus_without_one_of_the_scraped_gpus_fails_informationally(tmp_path):
+    full = {"DCGM_FI_DEV_GPU_UTIL": 2, "DCGM_FI_DEV_FB_USED": 2, "DCGM_FI_DEV_FB_FREE": 2}
+    kube = FakeKube(tmp_path, [REAL], [exporter_pod("dcgm-a", "node-a")], prometheus=prom_answer(full))
+    kube.prometheus_uuids = [UUIDS[0], "GPU-elsewhere"]
+    result = run_fake(tmp_path, kube)
+    sub = result.subcheck("prometheus_pipeline")
+    assert sub.verdict is Verdict.FAIL and not sub.required
+    assert result.verdict is Verdict.PASS  # informational: the direct scrape is what the requirement asks
 
 
 def test_no_accelerators_is_not_applicable(tmp_path):
