@@ -103,14 +103,53 @@ def bench_sandbox_start() -> None:
     save("sandbox_start", {"control_plane_and_nodes_up_s": round(up_s, 2), "down_s": round(down_s, 2), "target_up_s": 20})
 
 
+def bench_suite(kubeconfig: str) -> None:
+    """The whole suite on a running sandbox, serial vs --parallel 4; per-requirement durations; report + bundle."""
+    import subprocess
+
+    from aiconf.model import RequirementResult
+
+    out: dict = {"kubeconfig": "<sandbox>", "runs": {}}
+    for label, parallel in (("serial", 1), ("parallel_4", 4)):
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "aiconf.cli", "run", "--profile", "sandbox", "--set",
+                                   f"kubeconfig={kubeconfig}", "--parallel", str(parallel), "--output", tmp, "--no-report"],
+                                  capture_output=True, text=True, timeout=1800)
+            wall = time.perf_counter() - t
+            run_dir = next(p for p in Path(tmp).iterdir() if p.is_dir() and not p.is_symlink())
+            durations = {p.stem: RequirementResult.read(p).duration_s for p in (run_dir / "results").glob("*.json")}
+            entry = {"wall_s": round(wall, 1), "exit_code": proc.returncode,
+                     "per_requirement_s": {k: v for k, v in sorted(durations.items()) if v}}
+            if label == "parallel_4":
+                from aiconf.report import build_report
+                from aiconf.submission import build as build_bundle
+
+                t = time.perf_counter()
+                build_report(run_dir)
+                entry["report_s"] = round(time.perf_counter() - t, 2)
+                template = ROOT / "tests" / "data" / "submission" / "AIConformance-1.36.yaml"
+                metadata = ROOT / "tests" / "data" / "submission" / "metadata.yaml"
+                if template.exists() and metadata.exists():
+                    t = time.perf_counter()
+                    build_bundle(run_dir, template, metadata)
+                    entry["bundle_s"] = round(time.perf_counter() - t, 2)
+            out["runs"][label] = entry
+    out["speedup"] = round(out["runs"]["serial"]["wall_s"] / out["runs"]["parallel_4"]["wall_s"], 2)
+    save("suite", out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="only the fast benchmarks")
+    parser.add_argument("--suite-kubeconfig", default="", help="also time the whole suite on this running sandbox")
     args = parser.parse_args()
     bench_runner_overhead()
     if not args.quick:
         bench_build_records()
         bench_sandbox_start()
+    if args.suite_kubeconfig:
+        bench_suite(args.suite_kubeconfig)
     return 0
 
 
