@@ -186,7 +186,9 @@ class CheckContext:
         if isinstance(content, bytes):
             path.write_bytes(content)
         else:
-            path.write_text(content)
+            from aiconf.evidence import scrub_pem
+
+            path.write_text(scrub_pem(content))  # no certificate or key material in evidence
         rel = str(path.relative_to(self.run_dir))
         if rel not in self.result.evidence:
             self.result.evidence.append(rel)

@@ -1,9 +1,22 @@
 """Evidence capture: the objects a check made (with their final status), events and pod logs, as files an auditor
 can open. Secrets are never written: Secret objects are listed by name only, and data fields are dropped.
+
+With the ``redact`` parameter, :class:`Redactor` replaces node names, IP addresses and cloud account ids in what a run
+writes (evidence, results, run.json, executed notebooks), before the report is built from them.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import hmac
+import io
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -27,6 +40,24 @@ NAMESPACED_KINDS: tuple[tuple[str, str], ...] = (
     ("gateway.networking.k8s.io/v1", "Gateway"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
+
+
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.S)
+#: base64 of "-----BEGIN " (how PEM appears in caBundle fields and kubeconfig *-data fields)
+_PEM_BASE64 = re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/=]{40,}")
+
+
+def scrub_pem(text: str) -> str:
+    """Certificates and keys (PEM, or PEM in base64) become one line naming what was there: evidence never carries
+    key or certificate material (a namespace's kube-root-ca.crt ConfigMap, a webhook's caBundle, a Secret's data)."""
+
+    def pem(m: re.Match[str]) -> str:
+        digest = hashlib.sha256(m.group(0).encode()).hexdigest()[:16]
+        return f"<{m.group(1).lower()} removed, sha256 {digest}>"
+
+    text = _PEM.sub(pem, text)
+    return _PEM_BASE64.sub(lambda m: f"<base64 PEM removed, sha256 {hashlib.sha256(m.group(0).encode()).hexdigest()[:16]}>",
+                           text)
 
 
 def strip_noise(obj: dict[str, Any]) -> dict[str, Any]:
@@ -96,3 +127,123 @@ def _runs_processes(kube: Any, node_name: str) -> bool:
         ann = node.get("metadata", {}).get("annotations") or {}
         _REAL_NODES[node_name] = ann.get("kwok.x-k8s.io/node") != "fake"
     return _REAL_NODES[node_name]
+
+
+# --- redaction (parameter ``redact``) --------------------------------------------------------------------------------
+
+#: The key of a run's pseudonyms. The runner sets it (kernels inherit it) so every file of a run maps a node name to
+#: the same pseudonym; it is never written anywhere. Interactive use gets a key per process.
+REDACT_KEY_ENV = "AICONF_REDACT_KEY"
+
+_IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\.?\d)(?![\w])")
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+#: Cloud account identifiers, each with the group that holds the id.
+_ACCOUNTS = (
+    re.compile(r"\barn:aws[\w-]*:[\w-]*:[\w-]*:(\d{12}):"),  # AWS ARNs
+    re.compile(r"\b(\d{12})\.dkr\.ecr\."),  # AWS ECR registries
+    re.compile(r"(?i)\b(?:aws[_-]?)?account[_-]?id[\"']?\s*[:=]\s*[\"']?(\d{12})\b"),
+    re.compile(r"\bgce://([a-z][a-z0-9-]{4,28}[a-z0-9])/"),  # GCE providerID
+    re.compile(r"\bprojects/([a-z][a-z0-9-]{4,28}[a-z0-9])/"),  # GCP resource paths
+    re.compile(r"\b(?:[a-z0-9-]+-docker\.pkg\.dev|(?:[a-z]+\.)?gcr\.io)/([a-z][a-z0-9-]{4,28}[a-z0-9])/"),
+    re.compile(r"(?i)/subscriptions/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"),  # Azure
+    re.compile(r"\b(ocid1\.tenancy\.[\w.-]+)"),  # Oracle Cloud tenancy
+)
+#: Where node names show up in evidence besides the Node list (pods of deleted nodes, events, CSV columns).
+_NODE_FIELDS = re.compile(
+    r"""(?:["']?(?:nodeName|node_name|node|hostname|kubernetes\.io/hostname)["']?\s*[:=]\s*["']?|\b(?:Node|nodes?)/)"""
+    r"""([A-Za-z0-9][A-Za-z0-9._-]{2,252})"""
+)
+_CSV_NODE_COLUMN = re.compile(r"(?i)^(node|node_?name|nodes|host|hostname|new_nodes?)$")
+
+
+class Redactor:
+    """Replaces node names, IP addresses and cloud account ids with stable pseudonyms (``node-1a2b3c4d``,
+    ``ip-…``, ``account-…``): an HMAC of the value under the run's key, so the same node is the same pseudonym in
+    every file of a run, and the real value cannot be recovered without the key."""
+
+    def __init__(self, node_names: Iterable[str] = (), key: bytes | None = None):
+        self.key = key or _redact_key()
+        self.nodes: set[str] = set()
+        for n in node_names:
+            self.add_node(n)
+
+    def add_node(self, name: str) -> None:
+        if name and len(name) >= 3 and not name.startswith("node-"):
+            self.nodes.add(name)
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        return f"{kind}-" + hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()[:8]
+
+    def learn(self, text: str) -> None:
+        """Collect node names the text names in the usual places (``nodeName:``, ``Node/<name>``, node columns)."""
+        for m in _NODE_FIELDS.finditer(text):
+            self.add_node(m.group(1).rstrip(".-"))
+        first, _, rest = text.partition("\n")
+        if "," in first and rest:
+            header = next(csv.reader([first]))
+            columns = [i for i, h in enumerate(header) if _CSV_NODE_COLUMN.match(h.strip())]
+            if columns:
+                for row in csv.reader(io.StringIO(rest)):
+                    for i in columns:
+                        for value in (row[i] if i < len(row) else "").replace(";", " ").split():
+                            self.add_node(value.strip())
+
+    def text(self, text: str) -> str:
+        if self.nodes:
+            names = sorted(self.nodes, key=len, reverse=True)
+            rx = re.compile(r"(?<![A-Za-z0-9_-])(" + "|".join(map(re.escape, names)) + r")(?![A-Za-z0-9_-])")
+            text = rx.sub(lambda m: self.pseudonym("node", m.group(1)), text)
+        for rx in _ACCOUNTS:
+            text = rx.sub(lambda m: m.group(0).replace(m.group(1), self.pseudonym("account", m.group(1))), text)
+        text = _IPV4.sub(lambda m: self.pseudonym("ip", m.group(0)), text)
+        return _IPV6.sub(self._ipv6, text)
+
+    def _ipv6(self, m: re.Match[str]) -> str:
+        value = m.group(0)
+        groups = [g for g in value.split(":") if g]
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            return value
+        # At least two groups: "::1", "::2" (slices, C++ scopes) are left alone.
+        return self.pseudonym("ip", value) if len(groups) >= 2 and ("::" in value or len(groups) == 8) else value
+
+    def files(self, paths: Iterable[Path]) -> list[Path]:
+        """Redact text files in place (two passes: learn names from all of them, then replace). Returns the changed
+        ones; binary files are left as they are."""
+        texts: dict[Path, str] = {}
+        for path in paths:
+            try:
+                texts[path] = path.read_text()
+            except (UnicodeDecodeError, OSError):
+                continue
+        for text in texts.values():
+            self.learn(text)
+        changed = []
+        for path, text in texts.items():
+            new = self.text(text)
+            if new != text:
+                path.write_text(new)
+                changed.append(path)
+        return changed
+
+
+def _redact_key() -> bytes:
+    key = os.environ.get(REDACT_KEY_ENV)
+    if not key:
+        key = os.environ[REDACT_KEY_ENV] = secrets.token_hex(16)
+    return key.encode()
+
+
+def redactor_for(kube: Any) -> Redactor:
+    """A redactor that knows the cluster's current node names (and learns more from the files it redacts)."""
+    try:
+        names = [n["metadata"]["name"] for n in kube.list("v1", "Node")]
+    except Exception:  # the API server is away: names are still learned from the files
+        names = []
+    return Redactor(names)
+
+
+def redact_tree(root: Path, redactor: Redactor, patterns: Iterable[str] = ("**/*",)) -> list[Path]:
+    paths = sorted({p for pattern in patterns for p in Path(root).glob(pattern) if p.is_file()})
+    return redactor.files(paths)

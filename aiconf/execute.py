@@ -128,6 +128,8 @@ def run_check(
             result.finished_at = now_iso()
             result.duration_s = round(time.monotonic() - started, 3)
             result.write(result_path)
+            if params.redact:
+                result = _redact(result, result_path, ctx)
             result.run_dir = run_dir  # not serialised: lets notebooks find the evidence
     if pending is not None:
         raise pending
@@ -150,6 +152,17 @@ def run_from_notebook(requirement_id: str, namespace: dict[str, Any]) -> Require
     result = run_check(requirement_id, params, run_id=namespace.get("run_id", ""),
                        run_dir=namespace.get("output_dir", ""))
     return result
+
+
+def _redact(result: RequirementResult, result_path: Path, ctx: CheckContext) -> RequirementResult:
+    """Redact the check's evidence and result on disk (``redact``), and return the redacted result, so what the
+    notebook then shows and draws is redacted too. The runner redacts the whole run folder again at the end."""
+    from aiconf import evidence
+
+    redactor = evidence.redactor_for(ctx.kube)
+    paths = [result_path, *(p for p in ctx.evidence_dir.rglob("*") if p.is_file())]
+    redactor.files(paths)
+    return RequirementResult.read(result_path)
 
 
 class _InterruptGuard:

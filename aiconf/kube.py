@@ -26,7 +26,8 @@ from aiconf.errors import ClusterAccessError, ConfigError, ForbiddenError, WaitT
 
 #: HTTP statuses worth retrying: throttling and server-side trouble (an apiserver restart answers 503 for a while).
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
-_VERB = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+_VERB = {"GET": "get", "LIST": "list", "WATCH": "watch", "POST": "create", "PUT": "update", "PATCH": "patch",
+         "DELETE": "delete"}
 
 
 def _plain(obj: Any) -> Any:
@@ -187,7 +188,7 @@ class Kube:
         res = self._resource(api_version, kind)
         out = self._call(
             lambda: res.get(namespace=namespace, label_selector=label_selector, field_selector=field_selector),
-            "GET", kind, namespace,
+            "LIST", kind, namespace,
         )
         return [_plain(i) for i in (_plain(out) or {}).get("items", [])]
 
@@ -334,7 +335,7 @@ class Kube:
                     break
                 try:
                     listing = _plain(self._call(lambda: res.get(namespace=namespace, label_selector=label_selector,
-                                                                field_selector=field_selector), "GET", kind, namespace))
+                                                                field_selector=field_selector), "LIST", kind, namespace))
                     if blind_since is not None:
                         gap = time.monotonic() - blind_since
                         unobserved += gap
@@ -372,6 +373,8 @@ class Kube:
                     # here until the next successful list nothing is observed.
                     lost("watch ended")
                 except ApiException as e:
+                    if e.status == 403:  # may list but not watch
+                        raise ForbiddenError("watch", kind, namespace, _message(e)) from None
                     if e.status == 410 or e.status in TRANSIENT_STATUS:
                         lost(f"{e.status} {_message(e)}")
                         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

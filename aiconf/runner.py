@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -137,6 +138,11 @@ def run(
         checklists.load().get(rid)  # bad ids fail before anything touches the cluster
     kube = connect(params)
     plan = plan_run(params, only=only, skip=skip, output=output, kube=kube)
+    if params.redact:
+        # One key for the whole run (kernels inherit the environment): a node gets the same pseudonym in every file.
+        from aiconf.evidence import REDACT_KEY_ENV
+
+        os.environ.setdefault(REDACT_KEY_ENV, secrets.token_hex(16))
     run_dir = plan.run_dir
     (run_dir / "results").mkdir(parents=True, exist_ok=True)
     (run_dir / "notebooks").mkdir(exist_ok=True)
@@ -241,8 +247,9 @@ def run(
         verdicts={rid: str(r.verdict) for rid, r in results.items()},
     )
     _write_json(run_dir / "run.json", manifest)
+    redacted = _redact_run(run_dir, kube, progress) if params.redact else True
     _write_ci_files(run_dir, progress)
-    if report and not interrupted:
+    if report and not interrupted and redacted:
         _build_report(run_dir, progress)
     progress.line(f"[aiconf] finished in {manifest['duration_s']:.1f}s, exit code {code}; results in {run_dir}")
     return code
@@ -451,6 +458,21 @@ def _interrupting_engine() -> str:
 
     engines.papermill_engines.register(_ENGINE_NAME, InterruptingEngine)
     return _ENGINE_NAME
+
+
+def _redact_run(run_dir: Path, kube: Any, progress: _Progress) -> bool:
+    """``redact``: node names, IPs and cloud account ids out of everything the run wrote, before the CI files and the
+    report are built from it (the checks already redacted their own evidence and results)."""
+    from aiconf import evidence
+
+    try:
+        changed = evidence.redact_tree(run_dir, evidence.redactor_for(kube),
+                                       ("run.json", "results/*.json", "evidence/**/*", "notebooks/*.ipynb"))
+    except Exception as e:  # say so loudly, and build no report from files that may not be redacted
+        progress.line(f"[aiconf] redaction FAILED ({type(e).__name__}: {e}): the run folder is not redacted; no report")
+        return False
+    progress.line(f"[aiconf] redacted node names, IP addresses and account ids ({len(changed)} file(s) changed)")
+    return True
 
 
 def _sweep(kube: Any, run_id: str, params: Params, progress: _Progress) -> None:
