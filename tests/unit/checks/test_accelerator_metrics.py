@@ -578,3 +578,17 @@ def test_exporter_that_does_not_follow_the_load_fails(tmp_path):
     assert result.verdict is Verdict.FAIL
     sub = result.subcheck("workload_reflected")
     assert sub.verdict is Verdict.FAIL and "utilization_rose" in sub.summary
+
+
+# --- preflight -------------------------------------------------------------------------------------------------------
+
+
+def test_preflight_needs_a_real_accelerator_node_with_an_exporter(tmp_path):
+    p = load_parameters(None, {"checklist_version": "1.36"})
+    assert am.preflight(FakeKube(tmp_path, [node("cpu", 0)], []), p)[0] is False
+    ok, why = am.preflight(FakeKube(tmp_path, [KWOK], []), p)
+    assert not ok and "simulated" in why
+    ok, why = am.preflight(FakeKube(tmp_path, [REAL], []), p)
+    assert not ok and "no exporter pod" in why
+    ok, why = am.preflight(FakeKube(tmp_path, [REAL, KWOK], [exporter_pod("dcgm-a", "node-a")]), p)
+    assert ok and "1 of 1" in why

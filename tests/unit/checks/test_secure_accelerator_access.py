@@ -516,3 +516,14 @@ def test_dra_driver_only_on_simulated_nodes_is_not_applicable_with_the_reason(tm
 def test_parameters_load_in_every_profile(profile):
     p = load_parameters(profile)
     assert p.secure_access_dra in ("auto", "off") and p.secure_access_probe_timeout_s > 0
+
+
+def test_preflight_needs_a_real_accelerator_node_with_a_free_accelerator():
+    p = load_parameters(None, {"checklist_version": "1.36"})
+    assert sa.preflight(FakeKube([node("cpu", 0)]), p)[0] is False
+    ok, why = sa.preflight(FakeKube([KWOK]), p)
+    assert not ok and "simulated" in why
+    ok, why = sa.preflight(FakeKube([REAL, KWOK]), p)
+    assert ok and "real-0: 2 free" in why
+    ok, why = sa.preflight(FakeKube([node("one", 1)]), p)
+    assert ok and "T3 needs two" in why
