@@ -367,15 +367,24 @@ class _ApiViewHandler(http.server.BaseHTTPRequestHandler):
             headers = {k: v for k, v in headers.items() if k.lower() not in ("accept", "accept-encoding")}
             headers["Accept"] = "application/json"
         # Watches end when the API server's timeoutSeconds (5-10 min for informers) runs out; bound them anyway.
-        conn = self._upstream(900.0 if watch else 60.0)
-        try:
-            conn.request(self.command, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            self._conn = None
-            self.send_error(502, f"API server unreachable: {e}")
-            return
+        timeout_s = 900.0 if watch else 60.0
+        for attempt in (1, 2):
+            reused = self._conn is not None and self._conn.sock is not None
+            conn = self._upstream(timeout_s)
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                break
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                self._conn = None
+                # A kept-alive connection the API server closed while idle: the request never reached it; retry
+                # once on a fresh connection.
+                stale = isinstance(e, http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
+                if attempt == 1 and reused and stale:
+                    continue
+                self.send_error(502, f"API server unreachable: {e}")
+                return
         out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
         if watch and resp.status == 200:
             self.send_response(resp.status)
