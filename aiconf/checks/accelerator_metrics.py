@@ -676,8 +676,11 @@ def run(ctx: CheckContext) -> None:
             for sub in SUBCHECKS:
                 ctx.record(sub, Verdict.NOT_APPLICABLE, why, required=sub not in INFORMATIONAL)
             return
-        real = [n for n in nodes if not n.simulated]
+        real = [n for n in nodes if not n.simulated and n.ready]
         simulated = [n for n in nodes if n.simulated]
+        not_ready = [n.name for n in nodes if not n.simulated and not n.ready]
+        if not_ready:
+            ctx.note(f"accelerator node(s) not Ready, left out of the coverage: {', '.join(not_ready)}")
         if simulated:
             gpus = sum(n.allocatable for n in simulated)
             ctx.note(
@@ -688,8 +691,8 @@ def run(ctx: CheckContext) -> None:
         ctx.metric("accelerator_nodes", {"real": [n.name for n in real], "simulated": [n.name for n in simulated]})
         if not real:
             why = (
-                f"all {len(nodes)} accelerator nodes are simulated (kwok): no exporter runs there, so the "
-                "requirement cannot be demonstrated here"
+                f"all {len(nodes)} accelerator nodes are simulated (kwok) or not Ready: no exporter runs there, so "
+                "the requirement cannot be demonstrated here"
             )
             for sub in SUBCHECKS:
                 ctx.record(sub, Verdict.UNKNOWN, why, required=sub not in INFORMATIONAL)

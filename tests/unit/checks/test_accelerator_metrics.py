@@ -592,3 +592,11 @@ def test_preflight_needs_a_real_accelerator_node_with_an_exporter(tmp_path):
     assert not ok and "no exporter pod" in why
     ok, why = am.preflight(FakeKube(tmp_path, [REAL, KWOK], [exporter_pod("dcgm-a", "node-a")]), p)
     assert ok and "1 of 1" in why
+
+
+def test_a_not_ready_accelerator_node_is_left_out_with_a_note(tmp_path):
+    down = node("node-down", 4)
+    down["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    result = run_fake(tmp_path, FakeKube(tmp_path, [REAL, down], [exporter_pod("dcgm-a", "node-a")]))
+    assert result.verdict is Verdict.PASS, result.reason
+    assert any("not Ready" in n and "node-down" in n for n in result.notes)
