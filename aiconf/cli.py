@@ -27,6 +27,14 @@ class AiconfGroup(click.Group):
                 traceback.print_exc()
             click.echo(f"aiconf: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:
+            # click prints usage, a blank line and the error: keep to one line, like every other bad input.
+            names, c = [], e.ctx
+            while c is not None and c.parent is not None:
+                names.insert(0, c.info_name)
+                c = c.parent
+            click.echo(f"aiconf: error: {e.format_message()} (see `{' '.join(['aiconf', *names, '--help'])}`)", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             # Before the runner installs its handlers (connecting, planning) nothing has been created yet.
             if ctx.obj and ctx.obj.get("debug"):
@@ -55,6 +63,10 @@ def _params(profile: str | None, sets: tuple[str, ...], kubeconfig: str | None, 
     if checklist_version:
         overrides.append(f"checklist_version={checklist_version}")
     params = load_parameters(profile, overrides)
+    if params.checklist_version:
+        from aiconf import checklists
+
+        checklists.load().check_version(params.checklist_version)  # bad input first, before the cluster
     if params.kubeconfig and params.kubeconfig.startswith("~"):
         params = params.replace(kubeconfig=str(Path(params.kubeconfig).expanduser()))
     return params

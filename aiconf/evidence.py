@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import io
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -150,9 +151,12 @@ _ACCOUNTS = (
 )
 #: Where node names show up in evidence besides the Node list (pods of deleted nodes, events, CSV columns).
 _NODE_FIELDS = re.compile(
-    r"""(?:["']?(?:nodeName|node_name|node|hostname|kubernetes\.io/hostname)["']?\s*[:=]\s*["']?|\b(?:Node|nodes?)/)"""
-    r"""([A-Za-z0-9][A-Za-z0-9._-]{2,252})"""
+    r"""(?:(?<![\w.-])["']?(?:nodeName|node_name|node|hostname|kubernetes\.io/hostname)["']?\s*[:=]\s*["']?"""
+    r"""|\b(?:Node|node|nodeclaim|NodeClaim)/|\bassigned \S+ to )([A-Za-z0-9][A-Za-z0-9._-]{2,252})"""
 )
+#: A learned name must look like a host name, with a letter and a dash, dot or digit: never "true", "none",
+#: "pending" or a count.
+_NAME_LIKE = re.compile(r"^(?=.*[A-Za-z])(?=.*[-.0-9])[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CSV_NODE_COLUMN = re.compile(r"(?i)^(node|node_?name|nodes|host|hostname|new_nodes?)$")
 
 
@@ -176,8 +180,7 @@ class Redactor:
 
     def learn(self, text: str) -> None:
         """Collect node names the text names in the usual places (``nodeName:``, ``Node/<name>``, node columns)."""
-        for m in _NODE_FIELDS.finditer(text):
-            self.add_node(m.group(1).rstrip(".-"))
+        learned = [m.group(1).rstrip(".-") for m in _NODE_FIELDS.finditer(text)]
         first, _, rest = text.partition("\n")
         if "," in first and rest:
             header = next(csv.reader([first]))
@@ -185,8 +188,10 @@ class Redactor:
             if columns:
                 for row in csv.reader(io.StringIO(rest)):
                     for i in columns:
-                        for value in (row[i] if i < len(row) else "").replace(";", " ").split():
-                            self.add_node(value.strip())
+                        learned += (row[i] if i < len(row) else "").replace(";", " ").split()
+        for name in learned:
+            if _NAME_LIKE.match(name.strip()):
+                self.add_node(name.strip())
 
     def text(self, text: str) -> str:
         if self.nodes:
@@ -221,11 +226,32 @@ class Redactor:
             self.learn(text)
         changed = []
         for path, text in texts.items():
-            new = self.text(text)
+            new = self._json(text, path) if path.suffix in (".json", ".ipynb") else self.text(text)
             if new != text:
                 path.write_text(new)
                 changed.append(path)
         return changed
+
+    def _json(self, text: str, path: Path) -> str:
+        """JSON (results, run.json, notebooks): only string values and keys change, so the file stays valid."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return self.text(text)
+
+        def walk(v: Any) -> Any:
+            if isinstance(v, str):
+                return self.text(v)
+            if isinstance(v, list):
+                return [walk(x) for x in v]
+            if isinstance(v, dict):
+                return {self.text(k): walk(x) for k, x in v.items()}
+            return v
+
+        redacted = walk(data)
+        if redacted == data:
+            return text
+        return json.dumps(redacted, indent=1 if path.suffix == ".ipynb" else 2, ensure_ascii=False) + "\n"
 
 
 def _redact_key() -> bytes:
@@ -235,13 +261,14 @@ def _redact_key() -> bytes:
     return key.encode()
 
 
-def redactor_for(kube: Any) -> Redactor:
-    """A redactor that knows the cluster's current node names (and learns more from the files it redacts)."""
+def redactor_for(kube: Any, seen: Iterable[str] = ()) -> Redactor:
+    """A redactor that knows the cluster's current node names and those ``seen`` earlier (and learns more from the
+    files it redacts)."""
     try:
         names = [n["metadata"]["name"] for n in kube.list("v1", "Node")]
     except Exception:  # the API server is away: names are still learned from the files
         names = []
-    return Redactor(names)
+    return Redactor([*names, *seen])
 
 
 def redact_tree(root: Path, redactor: Redactor, patterns: Iterable[str] = ("**/*",)) -> list[Path]:

@@ -11,6 +11,8 @@ import json
 import os
 import threading
 import time
+import urllib.parse
+
 import urllib3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -63,17 +65,39 @@ class Kube:
         """
         path = os.path.expanduser(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG", "~/.kube/config")
         path = os.path.expanduser(path.split(os.pathsep)[0])
+        if Path(path).is_dir():
+            raise ClusterAccessError(f"kubeconfig {path} is a folder, not a file")
         if not Path(path).is_file():
             raise ClusterAccessError(f"kubeconfig {path} does not exist (set --kubeconfig or KUBECONFIG)")
         if not os.access(path, os.R_OK):
             raise ClusterAccessError(f"kubeconfig {path} is not readable")
+        try:
+            import yaml
+
+            data = yaml.safe_load(Path(path).read_text())
+        except Exception:  # unreadable or not YAML: the loader below says why
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("contexts"), list):
+            names = [str((c or {}).get("name")) for c in data["contexts"] if isinstance(c, dict)]
+            if context and context not in names:
+                raise ClusterAccessError(f"kubeconfig {path} has no context '{context}' (contexts: "
+                                         f"{', '.join(names[:10]) or 'none'})")
+            if not context and names and not data.get("current-context"):
+                raise ClusterAccessError(f"kubeconfig {path} has no current-context: name one with --context "
+                                         f"({', '.join(names[:10])})")
         configuration = k8s_client.Configuration()
         try:
             k8s_config.load_kube_config(config_file=path, context=context or None, client_configuration=configuration)
         except k8s_config.ConfigException as e:
             raise ClusterAccessError(f"kubeconfig {path}: {str(e).splitlines()[0]}") from None
+        except (TypeError, AttributeError):  # YAML, but not a mapping of clusters, users and contexts
+            raise ClusterAccessError(f"kubeconfig {path} is not a kubeconfig (a YAML mapping with clusters, users "
+                                     "and contexts)") from None
         except Exception as e:  # malformed YAML, missing cert files, ...
             raise ClusterAccessError(f"kubeconfig {path} cannot be used: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        if urllib.parse.urlsplit(configuration.host).scheme not in ("https", "http") or " " in configuration.host:
+            raise ClusterAccessError(f"kubeconfig {path}: the cluster's server {configuration.host!r} is not a URL "
+                                     "(https://host:port)")
         configuration.retries = False  # we retry ourselves, with a bound and a reason
         kube = cls(k8s_client.ApiClient(configuration), request_timeout_s=request_timeout_s, retries=retries,
                    server=configuration.host)
@@ -94,6 +118,11 @@ class Kube:
             try:
                 return fn()
             except ApiException as e:
+                if e.status == 0 and str(e.reason or "").startswith("SSLError"):
+                    # The client wraps TLS failures (wrong CA, wrong server name) as status 0: not transient.
+                    detail = str(e.reason).splitlines()[-1][:200]
+                    raise ClusterAccessError(f"TLS with the API server {self.server} failed: {detail} (check the "
+                                             "kubeconfig's certificate-authority for this cluster)") from None
                 if e.status == 403:
                     raise ForbiddenError(_VERB.get(method, method.lower()), what, namespace, _message(e)) from None
                 if e.status == 401:

@@ -136,13 +136,16 @@ def run(
     """Run the selected checks; return the exit code (0 all MUSTs pass, 1 a MUST failed/unknown, 130 interrupted)."""
     for rid in (only or []) + (skip or []):
         checklists.load().get(rid)  # bad ids fail before anything touches the cluster
+    _check_output(Path(output))
     kube = connect(params)
     plan = plan_run(params, only=only, skip=skip, output=output, kube=kube)
-    if params.redact:
+    nodes_seen = _NodeNames(kube) if params.redact else None
+    if nodes_seen is not None:
         # One key for the whole run (kernels inherit the environment): a node gets the same pseudonym in every file.
         from aiconf.evidence import REDACT_KEY_ENV
 
         os.environ.setdefault(REDACT_KEY_ENV, secrets.token_hex(16))
+        nodes_seen.start()
     run_dir = plan.run_dir
     (run_dir / "results").mkdir(parents=True, exist_ok=True)
     (run_dir / "notebooks").mkdir(exist_ok=True)
@@ -247,12 +250,27 @@ def run(
         verdicts={rid: str(r.verdict) for rid, r in results.items()},
     )
     _write_json(run_dir / "run.json", manifest)
-    redacted = _redact_run(run_dir, kube, progress) if params.redact else True
+    redacted = True
+    if nodes_seen is not None:
+        nodes_seen.stop.set()
+        redacted = _redact_run(run_dir, kube, progress, nodes_seen.names)
     _write_ci_files(run_dir, progress)
     if report and not interrupted and redacted:
         _build_report(run_dir, progress)
     progress.line(f"[aiconf] finished in {manifest['duration_s']:.1f}s, exit code {code}; results in {run_dir}")
     return code
+
+
+def _check_output(output: Path) -> None:
+    """The runs folder can be created and written (bad input, reported before the cluster is touched)."""
+    from aiconf.errors import ConfigError
+
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the runs folder {output}: {e.strerror}") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise ConfigError(f"the runs folder {output} is not writable")
 
 
 def execute_notebook(rid: str, params: Params, plan: Plan, *, timeout_s: float,
@@ -460,13 +478,32 @@ def _interrupting_engine() -> str:
     return _ENGINE_NAME
 
 
-def _redact_run(run_dir: Path, kube: Any, progress: _Progress) -> bool:
+class _NodeNames(threading.Thread):
+    """Every node name the cluster shows during the run (``redact``): nodes an autoscaler adds and removes again are
+    named in results and events but are gone from the Node list by the end."""
+
+    def __init__(self, kube: Any, interval_s: float = 3.0):
+        super().__init__(name="aiconf-node-names", daemon=True)
+        self.kube, self.interval_s = kube, interval_s
+        self.names: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.names.update(n["metadata"]["name"] for n in self.kube.list("v1", "Node"))
+            except Exception:  # a gap; names are also learned from the files
+                pass
+            self.stop.wait(self.interval_s)
+
+
+def _redact_run(run_dir: Path, kube: Any, progress: _Progress, seen: set[str] = frozenset()) -> bool:
     """``redact``: node names, IPs and cloud account ids out of everything the run wrote, before the CI files and the
     report are built from it (the checks already redacted their own evidence and results)."""
     from aiconf import evidence
 
     try:
-        changed = evidence.redact_tree(run_dir, evidence.redactor_for(kube),
+        changed = evidence.redact_tree(run_dir, evidence.redactor_for(kube, seen),
                                        ("run.json", "results/*.json", "evidence/**/*", "notebooks/*.ipynb"))
     except Exception as e:  # say so loudly, and build no report from files that may not be redacted
         progress.line(f"[aiconf] redaction FAILED ({type(e).__name__}: {e}): the run folder is not redacted; no report")

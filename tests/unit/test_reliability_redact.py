@@ -131,3 +131,30 @@ def test_without_redact_nothing_is_replaced(monkeypatch, tmp_path):
     result = run_check("gang_scheduling", load_parameters(None, {"checklist_version": "1.36"}),
                        run_id="20260101-000000-abcdef", run_dir=tmp_path, kube=FakeKube())
     assert result.subchecks[0].summary == "2 pods on gpu-node-7 (10.99.0.12)"
+
+
+def test_json_stays_valid_and_literals_are_never_taken_for_node_names(tmp_path):
+    """A full sandbox run once turned `"required": true` into `"required": node-…` (an unquoted value learned as a
+    node name): only string values change, and a learned name must look like a host name."""
+    doc = {"node": "gpu-node-7", "real_node": True, "required": True, "gpus_per_node": 8, "node_name": None,
+           "nodes": ["gpu-node-7", "pending"], "summary": "node: pending on gpu-node-7"}
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(doc, indent=2))
+    Redactor(key=KEY).files([path])
+    out = json.loads(path.read_text())
+    assert out["real_node"] is True and out["required"] is True and out["gpus_per_node"] == 8
+    assert out["node_name"] is None and out["nodes"][1] == "pending"
+    assert out["node"].startswith("node-") and "gpu-node-7" not in path.read_text()
+
+
+def test_nodes_named_only_by_events_are_learned_and_counts_never_are():
+    """An autoscaled node is gone from the Node list when the check ends; the scheduler's event still names it."""
+    events = ("2026-11-28T14:14:28Z Normal Scheduled Pod/gpu-burst-1: Successfully assigned ns-a/gpu-burst-1 to "
+              "kwok-aiconf-gpu-r7qlv-x\n2026-11-28T14:15:00Z Normal Ready Node/kwok-aiconf-gpu-r7qlv-x: ready\n")
+    counts = "t_s,nodes,new_nodes,pending\n0.5,128,3,2\n"
+    r = Redactor(key=KEY)
+    r.learn(events)
+    r.learn(counts)
+    assert r.nodes == {"kwok-aiconf-gpu-r7qlv-x"}
+    assert "kwok-aiconf-gpu-r7qlv-x" not in r.text(events)
+    assert r.text(counts) == counts
