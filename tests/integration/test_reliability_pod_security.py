@@ -16,7 +16,7 @@ from aiconf.errors import ForbiddenError
 from aiconf.kube import Kube
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_reliability_security_contexts import EXEMPT, templates  # noqa: E402
+from test_reliability_security_contexts import EXEMPT, templates
 
 pytestmark = pytest.mark.sandbox
 

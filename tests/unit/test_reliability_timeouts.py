@@ -25,9 +25,9 @@ def _reads_parameter(expr: ast.AST, assignments: dict[str, list[ast.AST]], depth
     for node in ast.walk(expr):
         if isinstance(node, ast.Attribute) and node.attr in PARAMS:
             return True
-        if isinstance(node, ast.Name) and node.id in assignments and depth < 3:
-            if any(_reads_parameter(v, assignments, depth + 1) for v in assignments[node.id]):
-                return True
+        if isinstance(node, ast.Name) and node.id in assignments and depth < 3 \
+                and any(_reads_parameter(v, assignments, depth + 1) for v in assignments[node.id]):
+            return True
     return False
 
 
