@@ -836,7 +836,7 @@ def run(ctx: CheckContext) -> None:
         ctx.record("invalid_cr_rejected_by_webhook", verdict, summary,
                    expected=f"refused by the operator's admission webhook ({prof.invalid_because})",
                    observed=invalid.describe(), outcome=str(invalid.outcome), webhook=invalid.webhook,
-                   code=invalid.code, message=invalid.message[:600], valid_dry_run=valid_dry.describe())
+                   code=invalid.code, message=_head_and_tail(invalid.message), valid_dry_run=valid_dry.describe())
 
     timeline = _Timeline(ctx, prof)
     reconciled = False
@@ -973,3 +973,10 @@ def _narrative(ctx: CheckContext, prof: OperatorProfile) -> None:
         "Behaviour under operator restarts, upgrades or leader-election failover.",
         "That every validation rule of the webhook is correct: one representative refusal is tested.",
     )
+
+
+def _head_and_tail(text: str, keep: int = 300) -> str:
+    """Shorten a long admission message keeping both ends: the API server echoes the whole object in the middle,
+    and the webhook's reason comes last."""
+    return text if len(text) <= 2 * keep + 5 else f"{text[:keep]} ... {text[-keep:]}"
+
