@@ -249,3 +249,18 @@ def create_custom_object(
         return e.status or 0, message or str(e.reason)
     finally:
         api.close()
+
+
+def read_info(sb: SandboxHandle, name: str) -> dict:
+    """An add-on's ``state_dir/<name>/info.json`` (ports, paths, or ``{"skipped": reason}``); ``{}`` when absent."""
+    try:
+        return json.loads((Path(sb.state_dir) / name / "info.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -68,7 +68,7 @@ from typing import Any
 from aiconf.errors import SandboxError
 from aiconf.sandbox import images, pki
 from aiconf.sandbox.addon import Addon, Process, SandboxHandle
-from aiconf.sandbox.addons._common import addon_dir, go_module_dir, kube_json, load_yaml_docs, wait_for
+from aiconf.sandbox.addons._common import addon_dir, go_module_dir, kube_json, load_yaml_docs, read_info, wait_for, write_json
 from aiconf.sandbox.gobuild import GoComponent
 
 NAME = "prometheus"
@@ -680,16 +680,7 @@ def workload_objects(scope: RealNodeScope, folder: Path, bin_dir: Path) -> list[
 
 def info(sb: SandboxHandle) -> dict:
     """``state_dir/prometheus/info.json``: url, port, paths; or ``{"skipped": reason}``."""
-    try:
-        return json.loads((Path(sb.state_dir) / NAME / "info.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _dump(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    return read_info(sb, NAME)
 
 
 def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
@@ -697,7 +688,7 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
     scope = real_node_scope(sb)
     if scope is None:
         reason = "no real node in this sandbox (start it with --real-node): nothing real to scrape"
-        _dump(d / "info.json", {"skipped": reason})
+        write_json(d / "info.json", {"skipped": reason})
         say(sb, f"[up] add-on {NAME}: skipped, {reason}")
         return []
     if not scope.node_ip:
@@ -710,10 +701,10 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
     (d / "data").mkdir(exist_ok=True)
     listen = f"{scope.node_ip}:{PORT}"
     base = base_config(listen, scope)
-    _dump(d / "base.json", base)
-    _dump(d / "prometheus.yml", render(base, [], [], scope)[0])  # JSON is YAML
+    write_json(d / "base.json", base)
+    write_json(d / "prometheus.yml", render(base, [], [], scope)[0])  # JSON is YAML
     url = f"http://{listen}"
-    _dump(
+    write_json(
         d / "info.json",
         {
             "url": url,
@@ -847,7 +838,7 @@ def sync_once(api, folder: Path, url: str, st: _SyncState) -> None:
         tmp.write_text(text)
         tmp.replace(path)
         st.written = text
-    _dump(folder / "monitors.json", {"updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "monitors": report})
+    write_json(folder / "monitors.json", {"updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "monitors": report})
     if text != st.applied:
         _reload(url)
         st.applied = text

@@ -61,7 +61,9 @@ from typing import Any
 from aiconf.sandbox import pki
 from aiconf.sandbox.addon import Addon, Process, SandboxHandle
 from aiconf.sandbox.addons import gatewayapi
-from aiconf.sandbox.addons._common import addon_dir, http_ok, kube_json, namespace_doc, tcp_open, wait_for
+from aiconf.sandbox.addons._common import (
+    addon_dir, http_ok, kube_json, namespace_doc, read_info, tcp_open, wait_for, write_json,
+)
 from aiconf.sandbox.addons.prometheus import apiserver_url, real_node_scope, say
 from aiconf.sandbox.gobuild import GoComponent
 
@@ -484,16 +486,7 @@ def serve_api_view(
 
 def info(sb: SandboxHandle) -> dict:
     """``state_dir/traefik/info.json``: ports and paths; or ``{"skipped": reason}``."""
-    try:
-        return json.loads((Path(sb.state_dir) / NAME / "info.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _dump(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    return read_info(sb, NAME)
 
 
 def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
@@ -501,7 +494,7 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
     scope = real_node_scope(sb)
     if scope is None:
         reason = "no real node in this sandbox (start it with --real-node): no pod can receive traffic"
-        _dump(d / "info.json", {"skipped": reason})
+        write_json(d / "info.json", {"skipped": reason})
         say(sb, f"[up] add-on {NAME}: skipped, {reason}")
         return []
     web_port, admin_port, view_port = sb.free_port(), sb.free_port(), sb.free_port()
@@ -514,7 +507,7 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
         d / "kubeconfig", f"https://127.0.0.1:{view_port}", Path(sb.ca_cert), client_cert, client_key, user=USER
     )
     config_path = d / "traefik.yaml"
-    _dump(config_path, static_config(web_port, admin_port))
+    write_json(config_path, static_config(web_port, admin_port))
     meta = {
         "web_port": web_port,
         "admin_port": admin_port,
@@ -529,7 +522,7 @@ def start(sb: SandboxHandle, bins: dict[str, Path]) -> list[Process]:
         "node": scope.node,
         "pod_cidr": scope.pod_cidr,
     }
-    _dump(d / "info.json", meta)
+    write_json(d / "info.json", meta)
     sb.apply(gateway_objects(web_port))
     return [
         Process(
