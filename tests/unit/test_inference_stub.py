@@ -1,0 +1,102 @@
+"""The test inference server answers like an OpenAI endpoint, says who answered, and counts what it served."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from aiconf.workloads import inference_stub
+
+
+@pytest.fixture
+def stub():
+    lines: list[str] = []
+    server = inference_stub.make_server(
+        "127.0.0.1", 0, version="v2", model="m1", role="decode", pod="pod-a", log=lines.append
+    )
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield server, lines
+    server.shutdown()
+    server.server_close()
+
+
+def request(server, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp, data
+
+
+def families(server):
+    _, data = request(server, "GET", "/metrics")
+    return {f.name: f for f in text_string_to_metric_families(data.decode())}
+
+
+def test_a_chat_completion_names_the_backend_and_echoes_the_request_id(stub):
+    server, lines = stub
+    resp, data = request(
+        server,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "llama", "messages": [{"role": "user", "content": "two words"}]},
+        {"X-Request-Id": "rid-1", "Content-Type": "application/json"},
+    )
+    doc = json.loads(data)
+    assert resp.status == 200
+    assert resp.getheader("X-Aiconf-Version") == "v2" and resp.getheader("X-Request-Id") == "rid-1"
+    assert doc["model"] == "llama" and doc["object"] == "chat.completion"
+    assert doc["aiconf"] == {"version": "v2", "pod": "pod-a", "role": "decode", "request_id": "rid-1"}
+    assert doc["usage"]["prompt_tokens"] == 2
+    logged = json.loads(lines[-1])
+    assert logged["request_id"] == "rid-1" and logged["role"] == "decode" and logged["code"] == 200
+
+
+def test_metrics_count_exactly_the_completions_served(stub):
+    server, _ = stub
+    for _ in range(7):
+        request(server, "POST", "/v1/completions", {"prompt": "a b c"})
+    request(server, "GET", "/v1/models")  # not a completion: not counted
+    request(server, "GET", "/healthz")
+    fams = families(server)
+    total = [s for s in fams["aiconf_requests"].samples if s.name == "aiconf_requests_total"]
+    assert [(s.labels["model"], s.labels["code"], s.value) for s in total] == [("m1", "200", 7.0)]
+    hist = {
+        s.labels.get("le"): s.value
+        for s in fams["aiconf_request_duration_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
+    assert hist["+Inf"] == 7.0
+    count = [s.value for s in fams["aiconf_request_duration_seconds"].samples if s.name.endswith("_count")]
+    assert count == [7.0]
+    assert fams["aiconf_prompt_tokens"].samples[0].value == 21.0
+    assert fams["aiconf_requests_running"].samples[0].value == 0.0
+
+
+def test_a_bad_body_is_a_400_and_counted_as_such(stub):
+    server, _ = stub
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    conn.request("POST", "/v1/completions", body=b"[not json")
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 400
+    codes = {
+        s.labels["code"]: s.value
+        for s in families(server)["aiconf_requests"].samples
+        if s.name == "aiconf_requests_total"
+    }
+    assert codes == {"400": 1.0}
+
+
+def test_models_and_unknown_paths(stub):
+    server, _ = stub
+    _, data = request(server, "GET", "/v1/models")
+    assert json.loads(data)["data"][0]["id"] == "m1"
+    assert request(server, "GET", "/nope")[0].status == 404
+    assert request(server, "POST", "/v1/embeddings", {})[0].status == 404
