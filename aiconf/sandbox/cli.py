@@ -93,15 +93,18 @@ def sandbox(ctx: click.Context, state_dir: Path | None, debug: bool) -> None:
 REAL_NODE_DEFAULT = True
 
 
-def _real_node(real_node: bool, gpus: int):
+def _real_node(real_node: bool, gpus: int, gpu_replicas: int = 1):
     from aiconf.sandbox.realnode import RealNodeSpec
 
-    return RealNodeSpec(gpus=gpus) if real_node else False
+    return RealNodeSpec(gpus=gpus, gpu_replicas=gpu_replicas) if real_node else False
 
 
 def _node_options(f):
     f = click.option("--real-node-gpus", type=click.IntRange(0, 16), default=2, show_default=True,
                      help="Simulated GPUs the real node's device plugin advertises.")(f)
+    f = click.option("--real-node-gpu-replicas", type=click.IntRange(1, 16), default=1, show_default=True,
+                     help="Time-slicing replicas per real-node GPU (1: no sharing; N: GPUs x N units, GFD-style "
+                     "time-slicing labels).")(f)
     f = click.option("--real-node/--no-real-node", default=REAL_NODE_DEFAULT, show_default=True,
                      help="Also run one real node (kubelet + containerd + runc in its own network namespace).")(f)
     f = click.option("--gpu-taint", is_flag=True, help="Taint GPU nodes nvidia.com/gpu:NoSchedule.")(f)
@@ -130,14 +133,15 @@ def build(ctx: click.Context, addon_names: str | None, no_addons: bool) -> None:
 @_node_options
 @click.pass_context
 def up(ctx: click.Context, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int, gpu_taint: bool,
-       addon_names: str | None, no_addons: bool, real_node: bool, real_node_gpus: int) -> None:
+       addon_names: str | None, no_addons: bool, real_node: bool, real_node_gpus: int,
+       real_node_gpu_replicas: int) -> None:
     """Start the sandbox (says so and exits 0 if it already runs)."""
     addons = resolve_addons(addon_names, no_addons)
     sb = _sandbox(ctx)
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so a half-started sandbox is stopped, not orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     st = sb.up(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes, gpu_taint=gpu_taint,
-               addons=addons, real_node=_real_node(real_node, real_node_gpus))
+               addons=addons, real_node=_real_node(real_node, real_node_gpus, real_node_gpu_replicas))
     if st.get("already_up"):
         click.echo(f"sandbox already up ({sb.state_dir})")
     click.echo(f"export KUBECONFIG={sb.kubeconfig}")
@@ -173,7 +177,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             if rn:
                 t = rn.get("timings", {})
                 click.echo(f"real node: {rn.get('node')} {rn.get('node_ip')} pods {rn.get('pod_cidr')} "
-                           f"GPUs {rn.get('gpus')}; Ready {t.get('node_ready_s', '-')}s after kubelet start")
+                           f"GPUs {rn.get('gpus')}"
+                           + (f" x {rn['gpu_replicas']} replicas" if (rn.get("gpu_replicas") or 1) > 1 else "")
+                           + f"; Ready {t.get('node_ready_s', '-')}s after kubelet start")
             for name, p in st.get("processes", {}).items():
                 click.echo(f"  {name:<28} pid {p.get('pid'):<8} {'alive' if p['alive'] else 'DEAD'}")
             names = [a["name"] for a in st.get("addons", [])]
@@ -205,12 +211,13 @@ def kubeconfig(ctx: click.Context) -> None:
 @_node_options
 @click.pass_context
 def plan(ctx: click.Context, gpu_nodes: int, gpus_per_node: int, cpu_nodes: int, gpu_taint: bool,
-         addon_names: str | None, no_addons: bool, real_node: bool, real_node_gpus: int) -> None:
+         addon_names: str | None, no_addons: bool, real_node: bool, real_node_gpus: int,
+         real_node_gpu_replicas: int) -> None:
     """Print what `up` would do (folders, files, routes, argv); changes nothing."""
     addons = resolve_addons(addon_names, no_addons)
     for line in _sandbox(ctx).plan(gpu_nodes=gpu_nodes, gpus_per_node=gpus_per_node, cpu_nodes=cpu_nodes,
                                    gpu_taint=gpu_taint, addons=addons,
-                                   real_node=_real_node(real_node, real_node_gpus)):
+                                   real_node=_real_node(real_node, real_node_gpus, real_node_gpu_replicas)):
         click.echo(line)
 
 

@@ -113,6 +113,10 @@ class RealNodeSpec:
 
     Attributes:
         gpus: simulated GPUs the device plugin advertises (``nvidia.com/gpu``).
+        gpu_replicas: time-slicing replicas per GPU (1: no sharing). With N > 1 the plugin advertises
+            ``gpus x N`` units (IDs ``<uuid>::<k>``) and the node is labelled as GPU Feature Discovery labels a
+            time-sliced node: ``nvidia.com/gpu.replicas=N``, ``nvidia.com/gpu.sharing-strategy=time-slicing``,
+            ``nvidia.com/gpu.product=<product>-SHARED``; ``nvidia.com/gpu.count`` stays the physical count.
         taint: taint the node ``sandbox.aiconf.io/real-node=true:NoSchedule``.
         dns: run CoreDNS (cluster names for pods on the node).
         dcgm: deploy the simulated DCGM exporter.
@@ -120,6 +124,7 @@ class RealNodeSpec:
     """
 
     gpus: int = 2
+    gpu_replicas: int = 1
     taint: bool = True
     dns: bool = True
     dcgm: bool = True
@@ -130,6 +135,13 @@ class RealNodeSpec:
 
         if not 0 <= self.gpus <= 16:
             raise ConfigError("the real node has 0 to 16 simulated GPUs")
+        if not 1 <= self.gpu_replicas <= 16:
+            raise ConfigError("the real node's GPUs have 1 to 16 time-slicing replicas")
+
+    @property
+    def gpu_units(self) -> int:
+        """``nvidia.com/gpu`` units the node advertises (GPUs x replicas)."""
+        return self.gpus * self.gpu_replicas
 
 
 @dataclasses.dataclass(frozen=True)
@@ -480,9 +492,21 @@ def node_labels(cfg: RealNodeConfig) -> dict[str, str]:
                         instance_type=f"sandbox-real-gpu-{cfg.spec.gpus}x")
         labels.update(gpu_node_labels(spec))
         labels["nvidia.com/gpu.machine"] = "sandbox-real"
+        labels.update(time_slicing_labels(cfg.spec.gpu.product, cfg.spec.gpu_replicas))
     else:
         labels["node.kubernetes.io/instance-type"] = "sandbox-real"
     return labels
+
+
+def time_slicing_labels(product: str, replicas: int) -> dict[str, str]:
+    """What GPU Feature Discovery changes on a node whose GPUs are time-sliced ({} for replicas 1)."""
+    if replicas <= 1:
+        return {}
+    return {
+        "nvidia.com/gpu.replicas": str(replicas),
+        "nvidia.com/gpu.sharing-strategy": "time-slicing",
+        "nvidia.com/gpu.product": f"{product}-SHARED",
+    }
 
 
 def kubelet_settable_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -527,7 +551,9 @@ def processes(cfg: RealNodeConfig) -> list[Process]:
             "gpu-device-plugin",
             cfg.in_node(cfg.python, "-m", "aiconf.sandbox.deviceplugin", f"--dir={cfg.gpu_dir}",
                         f"--node={cfg.node_name}", f"--count={cfg.spec.gpus}", f"--product={cfg.spec.gpu.product}",
-                        f"--memory-mib={cfg.spec.gpu.memory_mib}"),
+                        f"--memory-mib={cfg.spec.gpu.memory_mib}",
+                        # Only when shared: the argv (and the plan goldens) of an unshared node stay as they were.
+                        *([f"--replicas={cfg.spec.gpu_replicas}"] if cfg.spec.gpu_replicas > 1 else [])),
             ready=file_exists(cfg.gpu_dir / "registered"), ready_timeout_s=60, depends_on=("kubelet",),
         ))
     out.append(Process(
@@ -633,7 +659,7 @@ def plan_lines(cfg: RealNodeConfig) -> list[str]:
         url = getattr(proc.ready, "url", None) or getattr(proc.ready, "what", "-")
         lines.append(f"start {proc.name}: {' '.join(proc.argv)}")
         lines.append(f"  ready when {url} (within {proc.ready_timeout_s:g}s)")
-    lines.append(f"wait until node {cfg.node_name} is Ready" + (f" with nvidia.com/gpu: {cfg.spec.gpus}"
+    lines.append(f"wait until node {cfg.node_name} is Ready" + (f" with nvidia.com/gpu: {cfg.spec.gpu_units}"
                                                                  if cfg.spec.gpus else ""))
     lines.append("apply EndpointSlice default/kubernetes-sandbox-real-node"
                  + (f"; DaemonSet+Service {DCGM_NAMESPACE}/{DCGM_NAME} (simulated DCGM)" if cfg.spec.dcgm else ""))
@@ -1066,7 +1092,8 @@ def start(sb, state: dict, cfg: RealNodeConfig) -> dict:
                            "use a shorter --state-dir")
     build = _ImageBuild()
     build.start()
-    record: dict = {"node": cfg.node_name, "slot": cfg.slot, "gpus": cfg.spec.gpus, "taint": cfg.spec.taint,
+    record: dict = {"node": cfg.node_name, "slot": cfg.slot, "gpus": cfg.spec.gpus,
+                    "gpu_replicas": cfg.spec.gpu_replicas, "taint": cfg.spec.taint,
                     "dns": cfg.dns_ip if cfg.spec.dns else None, "host_ip": cfg.host_ip, "node_ip": cfg.node_ip,
                     "pod_cidr": cfg.pod_cidr, "service_cidr": cfg.service_cidr, "gpu_dir": str(cfg.gpu_dir),
                     "cgroup_root": cfg.cgroup_root, "timings": {}}
@@ -1135,7 +1162,7 @@ def wait_node_ready(sb, cfg: RealNodeConfig, timeout_s: float = 120) -> None:
 
     api, core = _core_api(sb)
     deadline = time.monotonic() + timeout_s
-    want_gpus = str(cfg.spec.gpus) if cfg.spec.gpus else None
+    want_gpus = str(cfg.spec.gpu_units) if cfg.spec.gpus else None
 
     def ready(n) -> bool:
         conds = {c.type: c.status for c in (n.status.conditions or [])}

@@ -13,6 +13,9 @@ What is real:
   ``<gpu dir>/dev/nvidiaN``, NVIDIA's numbers); ``Allocate`` returns it as a ``DeviceSpec`` so containerd adds it to
   that container only, together with a devices-cgroup rule ``c 195:N rw``. Every other container's devices cgroup
   denies it: opening (or ``mknod``-ing and opening) another GPU's node fails with EPERM;
+- time-slicing (``--replicas N``, ``aiconf sandbox up --real-node-gpu-replicas N``): N devices per GPU with IDs
+  ``<uuid>::<k>``, as NVIDIA's plugin advertises a time-sliced GPU; the kubelet and the scheduler account N units
+  per GPU, and every container granted a replica gets that GPU's device node, so containers share it for real;
 - attribution: the plugin asks the kubelet's pod-resources API (``List``) which pod and container hold which device
   and writes it to ``<gpu dir>/allocations.json`` for the DCGM simulation.
 

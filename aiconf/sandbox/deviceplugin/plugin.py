@@ -2,7 +2,12 @@
 
 Run inside the real node's mount namespace (the runtime does)::
 
-    python -m aiconf.sandbox.deviceplugin --dir <gpu dir> --node sandbox-real-0 --count 2
+    python -m aiconf.sandbox.deviceplugin --dir <gpu dir> --node sandbox-real-0 --count 2 [--replicas 2]
+
+With ``--replicas N`` (N > 1) the plugin shares each GPU by time-slicing, as NVIDIA's plugin does with
+``sharing.timeSlicing.resources[{name: nvidia.com/gpu, replicas: N}]``: it advertises N devices per GPU, with IDs
+``<uuid>::<k>`` (k = 0..N-1), and ``Allocate`` hands a container the GPU behind each replica it was given. Two
+containers holding replicas of one GPU both get its device node, as they would get the same physical GPU.
 
 Files under ``--dir`` (on the host; the DCGM simulation mounts the folder read-only):
 
@@ -26,6 +31,7 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
@@ -43,6 +49,8 @@ API_VERSION = "v1beta1"
 NVIDIA_MAJOR = 195
 KUBELET_DIR = Path("/var/lib/kubelet")
 ENDPOINT = "aiconf-gpu.sock"
+#: Separator between a GPU's UUID and the replica number in time-sliced device IDs (NVIDIA's plugin uses "::").
+REPLICA_SEPARATOR = "::"
 
 #: Container paths of what Allocate mounts.
 SMI_PATH = "/usr/bin/nvidia-smi"
@@ -61,11 +69,22 @@ def gpu_uuid(node: str, index: int) -> str:
 class Gpus:
     """The node's simulated GPUs and their files under ``root``."""
 
-    def __init__(self, root: Path, node: str, count: int, product: str, memory_mib: int):
-        self.root, self.node, self.count = root, node, count
+    def __init__(self, root: Path, node: str, count: int, product: str, memory_mib: int, replicas: int = 1):
+        self.root, self.node, self.count, self.replicas = root, node, count, max(1, replicas)
         self.product, self.memory_mib = product, memory_mib
         self.uuids = [gpu_uuid(node, i) for i in range(count)]
         self.by_uuid = {u: i for i, u in enumerate(self.uuids)}
+
+    @property
+    def device_ids(self) -> list[str]:
+        """What ``ListAndWatch`` advertises: the UUIDs, or ``<uuid>::<k>`` per replica when time-sliced."""
+        if self.replicas == 1:
+            return list(self.uuids)
+        return [f"{u}{REPLICA_SEPARATOR}{k}" for u in self.uuids for k in range(self.replicas)]
+
+    def physical(self, device_id: str) -> str:
+        """The GPU UUID behind an advertised device ID (a replica ID loses its ``::<k>`` suffix)."""
+        return device_id.split(REPLICA_SEPARATOR, 1)[0] if self.replicas > 1 else device_id
 
     def dev(self, index: int) -> Path:
         return self.root / "dev" / f"nvidia{index}"
@@ -104,11 +123,14 @@ class Gpus:
     def allocate(self, device_ids: list[str]) -> pb2.ContainerAllocateResponse:
         """The container's share: its device nodes (and devices-cgroup rules), the NVIDIA env, the fake
         nvidia-smi, the UUID map and a writable load folder per GPU."""
-        unknown = [d for d in device_ids if d not in self.by_uuid]
+        advertised = set(self.device_ids)
+        unknown = [d for d in device_ids if d not in advertised]
         if unknown:
             raise ValueError(f"unknown device ids {unknown}")
+        # Replicas of one GPU collapse onto that GPU (its device node is mounted once), in request order.
+        physical = list(dict.fromkeys(self.physical(d) for d in device_ids))
         resp = pb2.ContainerAllocateResponse()
-        for uuid in device_ids:
+        for uuid in physical:
             i = self.by_uuid[uuid]
             resp.devices.append(pb2.DeviceSpec(container_path=f"/dev/nvidia{i}", host_path=str(self.dev(i)),
                                                permissions="rw"))
@@ -119,7 +141,7 @@ class Gpus:
         resp.mounts.append(pb2.Mount(container_path=SMI_IMPL_PATH,
                                      host_path=str(self.root / "bin" / "fake_nvidia_smi.py"), read_only=True))
         resp.mounts.append(pb2.Mount(container_path=MAP_PATH, host_path=str(self.root / "devices"), read_only=True))
-        resp.envs["NVIDIA_VISIBLE_DEVICES"] = ",".join(device_ids)
+        resp.envs["NVIDIA_VISIBLE_DEVICES"] = ",".join(physical)
         resp.envs["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
         resp.envs["AICONF_SIMULATED_GPU"] = "true"
         return resp
@@ -135,7 +157,10 @@ class DevicePlugin(pb2_grpc.DevicePluginServicer):
 
     def devices(self) -> list[pb2.Device]:
         bad = self.gpus.unhealthy()
-        return [pb2.Device(ID=u, health="Unhealthy" if u in bad else "Healthy") for u in self.gpus.uuids]
+        return [
+            pb2.Device(ID=d, health="Unhealthy" if self.gpus.physical(d) in bad else "Healthy")
+            for d in self.gpus.device_ids
+        ]
 
     def bump(self) -> None:
         with self.changed:
@@ -190,8 +215,13 @@ def register(kubelet_dir: Path, timeout_s: float = 10) -> None:
                                           options=pb2.DevicePluginOptions()), timeout=timeout_s)
 
 
-def attribution(kubelet_dir: Path, uuids: set[str], timeout_s: float = 5) -> dict[str, dict]:
-    """``{uuid: {"pod", "namespace", "container"}}`` for our devices, from the kubelet's pod-resources API."""
+def attribution(kubelet_dir: Path, uuids: set[str], timeout_s: float = 5,
+                physical: Callable[[str], str] = str) -> dict[str, dict]:
+    """``{uuid: {"pod", "namespace", "container"}}`` for our devices, from the kubelet's pod-resources API.
+
+    ``physical`` maps an advertised device ID to its GPU's UUID (replica IDs under time-slicing); a GPU shared by
+    several containers is attributed to the first of them in pod-resources order (the DCGM format has one holder).
+    """
     out: dict[str, dict] = {}
     with grpc.insecure_channel(f"unix://{kubelet_dir / 'pod-resources' / 'kubelet.sock'}") as ch:
         resp = pr_grpc.PodResourcesListerStub(ch).List(pr_pb2.ListPodResourcesRequest(), timeout=timeout_s)
@@ -201,8 +231,9 @@ def attribution(kubelet_dir: Path, uuids: set[str], timeout_s: float = 5) -> dic
                 if d.resource_name != RESOURCE:
                     continue
                 for dev_id in d.device_ids:
-                    if dev_id in uuids:
-                        out[dev_id] = {"pod": pod.name, "namespace": pod.namespace, "container": c.name}
+                    uuid = physical(dev_id)
+                    if uuid in uuids and uuid not in out:
+                        out[uuid] = {"pod": pod.name, "namespace": pod.namespace, "container": c.name}
     return out
 
 
@@ -218,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     recipes = Path(__file__).resolve().parents[1] / "images"
     smi_wrapper = Path(args.smi_wrapper) if args.smi_wrapper else recipes / "nvidia-smi"
     smi_impl = Path(__file__).resolve().parents[2] / "workloads" / "fake_nvidia_smi.py"
-    gpus = Gpus(root, args.node, args.count, args.product, args.memory_mib)
+    gpus = Gpus(root, args.node, args.count, args.product, args.memory_mib, args.replicas)
     gpus.prepare(smi_wrapper, smi_impl)
     (root / "registered").unlink(missing_ok=True)
     plugin = DevicePlugin(gpus)
@@ -229,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     pb2_grpc.add_DevicePluginServicer_to_server(plugin, server)
     server.add_insecure_port(f"unix://{sock}")
     server.start()
-    log.info("serving %s on %s (%d simulated GPUs)", RESOURCE, sock, gpus.count)
+    log.info("serving %s on %s (%d simulated GPUs x %d replicas)", RESOURCE, sock, gpus.count, gpus.replicas)
 
     stop = threading.Event()
 
@@ -267,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         if time.monotonic() >= next_attr:
             next_attr = time.monotonic() + args.attribution_interval
             try:
-                attr = attribution(kdir, set(gpus.uuids))
+                attr = attribution(kdir, set(gpus.uuids), physical=gpus.physical)
                 if attr != last_attr:
                     _write_json(root / "allocations.json", attr)
                     last_attr = attr
@@ -294,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=2)
     ap.add_argument("--product", default="NVIDIA-H100-80GB-HBM3")
     ap.add_argument("--memory-mib", type=int, default=81559)
+    ap.add_argument("--replicas", type=int, default=1,
+                    help="time-slicing replicas per GPU (1: no sharing; N: IDs <uuid>::<k> as NVIDIA's plugin)")
     ap.add_argument("--kubelet-dir", default=str(KUBELET_DIR))
     ap.add_argument("--smi-wrapper", default=None, help="the nvidia-smi wrapper script (default: the images recipe)")
     ap.add_argument("--attribution-interval", type=float, default=2.0)
@@ -301,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if not 1 <= args.count <= 64:
         ap.error("--count must be within 1..64")
+    if not 1 <= args.replicas <= 16:
+        ap.error("--replicas must be within 1..16")
     return run(args)
 
 
