@@ -2,7 +2,8 @@
 (a kubeconfig with the ServiceAccount's token), with the same verdicts as cluster-admin; a missing permission gives a
 clear message naming the verb and the resource (a ForbiddenError line, or an ERROR result naming it), not a crash.
 
-The ServiceAccounts, ClusterRoles and bindings are created with the admin kubeconfig and removed afterwards.
+The ServiceAccounts, ClusterRoles and bindings are created with the admin kubeconfig and removed afterwards; the
+whole-suite run is shared with test_reliability_secrets.py (``whole_suite_run`` in conftest.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,63 +24,7 @@ from aiconf.model import RequirementResult, Verdict
 
 pytestmark = pytest.mark.sandbox
 
-RBAC = Path(__file__).resolve().parents[2] / "rbac"
-ROLE = yaml.safe_load((RBAC / "aiconf-clusterrole.yaml").read_text())
-BINDING_DOCS = list(yaml.safe_load_all((RBAC / "aiconf-binding.yaml").read_text()))
-NAMESPACE = "aiconf"
-
-
-@pytest.fixture(scope="module")
-def admin(kube_sandbox) -> Kube:
-    return Kube.connect(str(kube_sandbox.kubeconfig))
-
-
-def token_kubeconfig(kube_sandbox, admin: Kube, sa: str, path: Path) -> tuple[Path, str]:
-    """A kubeconfig that authenticates with a fresh token of ServiceAccount ``sa`` (TokenRequest, 2 h)."""
-    answer = admin.raw("POST", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{sa}/token",
-                       {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                        "spec": {"expirationSeconds": 7200}})
-    token = answer["status"]["token"]
-    cfg = yaml.safe_load(Path(kube_sandbox.kubeconfig).read_text())
-    cluster = cfg["clusters"][0]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "sandbox", "cluster": cluster["cluster"]}],
-        "users": [{"name": sa, "user": {"token": token}}],
-        "contexts": [{"name": sa, "context": {"cluster": "sandbox", "user": sa}}],
-        "current-context": sa,
-    }))
-    path.chmod(0o600)
-    return path, token
-
-
-def bind(admin: Kube, sa: str, role: dict) -> None:
-    """The binding example (namespace, ServiceAccount, ClusterRoleBinding), renamed to ``sa``, bound to ``role``."""
-    admin.apply(role)
-    for doc in copy.deepcopy(BINDING_DOCS):
-        if doc["kind"] == "ServiceAccount":
-            doc["metadata"]["name"] = sa
-        elif doc["kind"] == "ClusterRoleBinding":
-            doc["metadata"]["name"] = sa
-            doc["roleRef"]["name"] = role["metadata"]["name"]
-            doc["subjects"][0]["name"] = sa
-        admin.apply(doc)
-
-
-def unbind(admin: Kube, sa: str, role_name: str) -> None:
-    admin.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", sa)
-    admin.delete("rbac.authorization.k8s.io/v1", "ClusterRole", role_name)
-    admin.delete("v1", "ServiceAccount", sa, NAMESPACE)
-
-
-@pytest.fixture(scope="module")
-def sa_kubeconfig(kube_sandbox, admin, tmp_path_factory):
-    bind(admin, "aiconf", ROLE)  # exactly the shipped role and binding
-    try:
-        yield token_kubeconfig(kube_sandbox, admin, "aiconf", tmp_path_factory.mktemp("sa") / "kubeconfig")
-    finally:
-        unbind(admin, "aiconf", "aiconf")
-        admin.delete_namespace(NAMESPACE, 120)
+ROLE = yaml.safe_load((Path(__file__).resolve().parents[2] / "rbac" / "aiconf-clusterrole.yaml").read_text())
 
 
 def aiconf(*args: str, timeout_s: float = 1200) -> subprocess.CompletedProcess:
@@ -101,23 +45,18 @@ def test_the_role_is_what_the_docs_explain():
     assert not any("*" in r.get("verbs", []) for r in ROLE["rules"])
 
 
-def test_the_whole_suite_runs_as_a_service_account_with_exactly_the_role(sa_kubeconfig, admin, tmp_path):
-    kubeconfig, token = sa_kubeconfig
+def test_the_whole_suite_runs_as_a_service_account_with_exactly_the_role(whole_suite_run, admin):
+    kubeconfig, token, proc = whole_suite_run.kubeconfig, whole_suite_run.token, whole_suite_run.proc
     who = Kube.connect(str(kubeconfig)).raw("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                                             {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-    assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{NAMESPACE}:aiconf"
+    assert who["status"]["userInfo"]["username"] == "system:serviceaccount:aiconf:aiconf"
 
     plan = aiconf("plan", "--profile", "sandbox", "--kubeconfig", str(kubeconfig), timeout_s=300)
     assert plan.returncode == 0, plan.stderr
     assert "forbidden" not in plan.stdout + plan.stderr
 
-    started = time.monotonic()
-    proc = aiconf("run", "--profile", "sandbox", "--kubeconfig", str(kubeconfig), "--output", str(tmp_path),
-                  "--parallel", "2")
-    print(f"\n[measure] full suite as the ServiceAccount: {time.monotonic() - started:.0f}s, exit {proc.returncode}")
-    run_id = run_id_of(proc.stderr)
-    run_dir = tmp_path / run_id
-    assert proc.returncode in (0, 1), proc.stderr  # 1: requirements without an automated check are UNKNOWN
+    run_dir = whole_suite_run.run_dir
+    run_id = run_dir.name
     results = {p.stem: RequirementResult.read(p) for p in (run_dir / "results").glob("*.json")}
     # The checks this role was written for get the verdicts they get as cluster-admin on the sandbox.
     for rid in ("gang_scheduling", "pod_autoscaling", "cluster_autoscaling", "robust_controller"):
@@ -131,9 +70,8 @@ def test_the_whole_suite_runs_as_a_service_account_with_exactly_the_role(sa_kube
     assert cleanup.find_leftovers(admin, run_id) == []
     assert (run_dir / "report.html").exists()
     # The token it ran with is nowhere in what the run wrote.
-    for path in run_dir.rglob("*"):
-        if path.is_file():
-            assert token.encode() not in path.read_bytes(), path
+    for path, data in whole_suite_run.files.items():
+        assert token.encode() not in data, path
 
     dry = aiconf("cleanup", "--all", "--dry-run", "--kubeconfig", str(kubeconfig), timeout_s=300)
     assert dry.returncode == 0 and "nothing to clean up" in dry.stdout, dry.stdout + dry.stderr
@@ -158,12 +96,12 @@ MISSING = [
 
 
 @pytest.mark.parametrize("removed, command, names", MISSING, ids=[min(m[0]) for m in MISSING])
-def test_a_missing_permission_is_named_not_a_crash(kube_sandbox, admin, tmp_path, removed, command, names):
+def test_a_missing_permission_is_named_not_a_crash(service_accounts, admin, tmp_path, removed, command, names):
     sa = f"aiconf-no-{min(removed)}"[:50]
     role = without(removed, sa)
-    bind(admin, sa, role)
+    service_accounts.bind(sa, role)
     try:
-        kubeconfig, _ = token_kubeconfig(kube_sandbox, admin, sa, tmp_path / "kubeconfig")
+        kubeconfig, _ = service_accounts.kubeconfig(sa, tmp_path / "kubeconfig")
         proc = aiconf(*command, "--profile", "sandbox", "--kubeconfig", str(kubeconfig),
                       *(["--output", str(tmp_path / "out"), "--no-report"] if command[0] == "run" else []),
                       timeout_s=900)
@@ -186,4 +124,4 @@ def test_a_missing_permission_is_named_not_a_crash(kube_sandbox, admin, tmp_path
         assert "forbidden: cannot " in text and names in text, text
         assert cleanup.find_leftovers(admin, run_id) == []
     finally:
-        unbind(admin, sa, role["metadata"]["name"])
+        service_accounts.unbind(sa, role["metadata"]["name"])

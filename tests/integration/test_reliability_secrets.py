@@ -1,9 +1,10 @@
 """Secrets never appear in a run's outputs, and ``redact`` removes node names and IPs (issue 9, "secrets").
 
-One full run on the sandbox (every check of the detected checklist, the HTML report included) with ``redact=true``.
+One full run on the sandbox (every check of the detected checklist, the HTML report included) with ``redact=true``,
+as the least-privilege ServiceAccount (``whole_suite_run`` in conftest.py, shared with test_rbac.py).
 Then every file of the run folder is searched for
 
-- the kubeconfig's client key and certificate (base64 as in the kubeconfig, and every line of the decoded PEM),
+- the token the run authenticated with, the admin kubeconfig's client key and certificate (base64 as in the kubeconfig, and every line of the decoded PEM),
   any token in it, and every file of the sandbox's PKI folder (CA, API server, ServiceAccount signing keys, ...);
 - the data of every Secret in the cluster (base64 and decoded);
 - every node name the cluster had during the run (including nodes an autoscaler added and removed), and the IP
@@ -13,11 +14,7 @@ Then every file of the run folder is searched for
 from __future__ import annotations
 
 import base64
-import os
 import re
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -68,48 +65,10 @@ def secret_material(kubeconfig: Path, kube: Kube) -> dict[str, str]:
     return found
 
 
-class NodeWatcher:
-    """Every node name the cluster shows while the run goes on (autoscaled nodes come and go)."""
-
-    def __init__(self, kube: Kube):
-        self.kube, self.names, self.addresses = kube, set(), set()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                for n in self.kube.list("v1", "Node"):
-                    self.names.add(n["metadata"]["name"])
-                    self.addresses |= {a["address"] for a in (n.get("status") or {}).get("addresses") or []
-                                       if a.get("type") in ("InternalIP", "ExternalIP")}
-            except Exception:
-                pass
-            self.stop.wait(1)
-
-    def __enter__(self) -> NodeWatcher:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(10)
-
-
 @pytest.fixture(scope="module")
-def redacted_run(kube_sandbox, tmp_path_factory):
-    kube = Kube.connect(str(kube_sandbox.kubeconfig))
-    out = tmp_path_factory.mktemp("redacted-run")
-    with NodeWatcher(kube) as nodes:
-        proc = subprocess.run(
-            [sys.executable, "-m", "aiconf.cli", "run", "--profile", "sandbox", "--kubeconfig",
-             str(kube_sandbox.kubeconfig), "--set", "redact=true", "--parallel", "2", "--output", str(out)],
-            check=False, capture_output=True, text=True, timeout=1800, env={**os.environ, "MPLBACKEND": "Agg"},
-        )
-    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
-    run_dir = out / re.search(r"\[aiconf\] run (\S+):", proc.stderr).group(1)
-    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    return run_dir, files, nodes, proc.stderr, kube
+def redacted_run(whole_suite_run, admin):
+    r = whole_suite_run
+    return r.run_dir, r.files, r.nodes, r.proc.stderr, admin
 
 
 def test_the_run_is_complete(redacted_run):
@@ -123,9 +82,10 @@ def test_the_run_is_complete(redacted_run):
     assert all(r.verdict.value == "PASS" for r in results), [(r.requirement_id, r.verdict, r.reason) for r in results]
 
 
-def test_no_credential_or_secret_data_in_any_output(kube_sandbox, redacted_run):
+def test_no_credential_or_secret_data_in_any_output(kube_sandbox, redacted_run, whole_suite_run):
     run_dir, files, _, _, kube = redacted_run
     material = secret_material(Path(kube_sandbox.kubeconfig), kube)
+    material.update(secret_material(whole_suite_run.kubeconfig, kube))  # the ServiceAccount token it ran with
     assert any(k.startswith("kubeconfig client-key-data") for k in material), "no client key to look for"
     leaks = [(what, path.relative_to(run_dir).as_posix()) for what, needle in material.items()
              for path, data in files.items() if needle.encode() in data]
