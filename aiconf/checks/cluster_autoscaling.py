@@ -34,7 +34,7 @@ import yaml
 from aiconf import display
 from aiconf.checks.pod_autoscaling import BackgroundSampler, active_pods, parse_quantity, unschedulable_reason
 from aiconf.context import CheckContext
-from aiconf.errors import WaitTimeout
+from aiconf.errors import ConfigError, WaitTimeout
 from aiconf.facts import is_simulated
 from aiconf.kube import condition
 from aiconf.model import Verdict
@@ -373,9 +373,13 @@ def _configmap(kube: Any, ref: str) -> dict[str, Any] | None:
 
 
 def _list_if_served(kube: Any, api_version: str, kind: str) -> list[dict[str, Any]]:
+    """Objects of a kind the cluster serves, [] when it serves none. A refused list is raised (ERROR naming the
+    permission), not read as "no autoscaler": a missing permission must not turn into NOT_APPLICABLE."""
+    if not kube.has_kind(api_version, kind):
+        return []
     try:
-        return kube.list(api_version, kind) if kube.has_kind(api_version, kind) else []
-    except Exception:  # a CRD being removed or RBAC: absent for detection purposes
+        return kube.list(api_version, kind)
+    except ConfigError:  # the CRD went away between discovery and the list
         return []
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from aiconf.checks import cluster_autoscaling as ca
+from aiconf.errors import ForbiddenError
 from aiconf.execute import run_check
 from aiconf.model import MustNaPolicy, ProductStatus, Verdict, product_status
 from aiconf.params import load_parameters
@@ -251,6 +252,25 @@ def test_no_autoscaler_is_not_applicable_with_justification_and_must_warning(tmp
     assert any("validator" in w for w in warnings)
     status, notes, _ = product_status(result, MustNaPolicy.IMPLEMENTED_WITH_NOTE)
     assert status == ProductStatus.IMPLEMENTED and notes.startswith("Not applicable")
+
+
+class RefusedKarpenterKube(FakeKube):
+    """Karpenter's NodePools are served, but this identity may not list them."""
+
+    def has_kind(self, api_version: str, kind: str) -> bool:
+        return kind in ("Deployment", "NodePool")
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, **kw: Any) -> list[dict]:
+        if kind == "NodePool":
+            raise ForbiddenError("list", "NodePool")
+        return super().list(api_version, kind, namespace, **kw)
+
+
+def test_a_refused_nodepool_list_is_error_naming_it_not_no_autoscaler(tmp_path):
+    result = run_fake(tmp_path, RefusedKarpenterKube())
+    assert result.verdict is Verdict.ERROR
+    assert "cannot list NodePool" in result.error["message"]
+    assert result.not_applicable is None
 
 
 def status_cm(text: str) -> dict:
