@@ -26,6 +26,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "robust_controller",
     "accelerator_metrics",
     "secure_accelerator_access",
+    "gpu_sharing",
     "advanced_inference_ingress",
     "disaggregated_inference",
 )
