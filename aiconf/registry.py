@@ -29,6 +29,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "gpu_sharing",
     "advanced_inference_ingress",
     "disaggregated_inference",
+    "ai_service_metrics",
 )
 
 
