@@ -26,6 +26,8 @@ CHECK_MODULES: tuple[str, ...] = (
     "robust_controller",
     "accelerator_metrics",
     "secure_accelerator_access",
+    "driver_runtime_management",
+    "virtualized_accelerator",
     "gpu_sharing",
     "advanced_inference_ingress",
     "disaggregated_inference",
