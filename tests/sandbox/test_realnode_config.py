@@ -210,3 +210,30 @@ def test_cli_plan_has_real_node_switches(tmp_path):
 def test_teardown_of_nothing_is_a_no_op():
     assert realnode.teardown(None) == []
     assert realnode.teardown({}) == []
+
+
+def test_time_sliced_gpus_are_labelled_as_gfd_does_and_passed_to_the_plugin():
+    shared = make_cfg(gpus=2, gpu_replicas=3)
+    labels = realnode.node_labels(shared)
+    assert labels["nvidia.com/gpu.count"] == "2"  # the physical count stays
+    assert labels["nvidia.com/gpu.replicas"] == "3"
+    assert labels["nvidia.com/gpu.sharing-strategy"] == "time-slicing"
+    assert labels["nvidia.com/gpu.product"].endswith("-SHARED")
+    assert shared.spec.gpu_units == 6
+    argv = {p.name: p.argv for p in realnode.processes(shared)}["gpu-device-plugin"]
+    assert "--replicas=3" in argv
+    assert any("nvidia.com/gpu: 6" in line for line in realnode.plan_lines(shared))
+    # Unshared (the default): no replica argument, no sharing labels changed.
+    plain = make_cfg()
+    assert not any(a.startswith("--replicas") for a in {p.name: p.argv for p in realnode.processes(plain)}[
+        "gpu-device-plugin"])
+    assert realnode.node_labels(plain)["nvidia.com/gpu.sharing-strategy"] == "none"
+    with pytest.raises(Exception, match="replicas"):
+        realnode.RealNodeSpec(gpu_replicas=0).validate()
+
+
+def test_cli_has_the_replicas_switch(tmp_path):
+    out = CliRunner().invoke(sandbox_cli, ["--state-dir", str(tmp_path), "plan", "--no-addons",
+                                           "--real-node-gpu-replicas", "2"])
+    assert out.exit_code == 0, out.output
+    assert "--replicas=2" in out.output and "nvidia.com/gpu: 4" in out.output

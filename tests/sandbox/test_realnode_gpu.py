@@ -246,3 +246,55 @@ def test_dcgm_load_writes_only_for_gpus_the_container_may_open(gpus, tmp_path, m
     assert not (only0 / gpus.uuids[0] / "load").exists()  # removed when the load ends
     rc = dcgm_sim.main(["load", "--seconds", "0.1", "--load-root", str(tmp_path / "nothing")])
     assert rc == 2
+
+
+def test_time_slicing_advertises_replicas_that_map_onto_their_gpu(tmp_path):
+    g = plugin.Gpus(tmp_path / "gpu", "node-x", 2, "NVIDIA-H100-80GB-HBM3", 81559, replicas=2)
+    u0, u1 = g.uuids
+    assert g.device_ids == [f"{u0}::0", f"{u0}::1", f"{u1}::0", f"{u1}::1"]
+    assert [d.ID for d in plugin.DevicePlugin(g).devices()] == g.device_ids
+    # Two containers holding replicas of one GPU both get that GPU's device node, and only that one.
+    a, b = g.allocate([f"{u0}::0"]), g.allocate([f"{u0}::1"])
+    for resp in (a, b):
+        assert [(d.container_path, d.host_path) for d in resp.devices] == [("/dev/nvidia0", str(g.dev(0)))]
+        assert resp.envs["NVIDIA_VISIBLE_DEVICES"] == u0
+    both = g.allocate([f"{u0}::0", f"{u0}::1"])  # two replicas of one GPU are still one device
+    assert len(both.devices) == 1
+    with pytest.raises(ValueError, match="unknown device"):
+        g.allocate([u0])  # a bare UUID is not advertised when shared
+    unshared = plugin.Gpus(tmp_path / "gpu2", "node-x", 2, "NVIDIA-H100-80GB-HBM3", 81559)
+    assert unshared.device_ids == unshared.uuids
+
+
+def test_unhealthy_gpu_marks_all_its_replicas(tmp_path):
+    g = plugin.Gpus(tmp_path / "gpu", "node-x", 2, "NVIDIA-H100-80GB-HBM3", 81559, replicas=2)
+    (g.root).mkdir(parents=True)
+    (g.root / "unhealthy").write_text(g.uuids[1] + "\n")
+    health = [d.health for d in plugin.DevicePlugin(g).devices()]
+    assert health == ["Healthy", "Healthy", "Unhealthy", "Unhealthy"]
+
+
+def test_attribution_reports_the_gpu_behind_a_replica(tmp_path):
+    class Replicas(pr_grpc.PodResourcesListerServicer):
+        def List(self, request, context):
+            u0 = gpu_uuid("node-x", 0)
+            pods = [
+                pr_pb2.PodResources(name=f"p{i}", namespace="ml", containers=[pr_pb2.ContainerResources(
+                    name="c", devices=[pr_pb2.ContainerDevices(resource_name="nvidia.com/gpu",
+                                                               device_ids=[f"{u0}::{i}"])])])
+                for i in range(2)
+            ]
+            return pr_pb2.ListPodResourcesResponse(pod_resources=pods)
+
+    kdir = tmp_path / "kubelet"
+    (kdir / "pod-resources").mkdir(parents=True)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pr_grpc.add_PodResourcesListerServicer_to_server(Replicas(), server)
+    server.add_insecure_port(f"unix://{kdir / 'pod-resources' / 'kubelet.sock'}")
+    server.start()
+    try:
+        g = plugin.Gpus(tmp_path / "gpu", "node-x", 2, "NVIDIA-H100-80GB-HBM3", 81559, replicas=2)
+        got = plugin.attribution(kdir, set(g.uuids), physical=g.physical)
+        assert got == {g.uuids[0]: {"pod": "p0", "namespace": "ml", "container": "c"}}
+    finally:
+        server.stop(0)
