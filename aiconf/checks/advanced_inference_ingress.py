@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from aiconf import display
+from aiconf.checks.disaggregated_inference import parent_condition
 from aiconf.context import CheckContext
 from aiconf.errors import ConfigError, WaitTimeout
 from aiconf.kube import condition
@@ -73,7 +74,8 @@ def pool_rows(pools: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ref = parent.get("parentRef") or parent.get("gatewayRef") or {}
             rows.append({"pool": f"{meta['namespace']}/{meta['name']}",
                          "parent": f"{ref.get('namespace', meta['namespace'])}/{ref.get('name', '?')}",
-                         "accepted": condition(parent, "Accepted") or "", "resolved_refs": condition(parent, "ResolvedRefs") or ""})
+                         "accepted": parent_condition(parent, "Accepted") or "",
+                         "resolved_refs": parent_condition(parent, "ResolvedRefs") or ""})
     return rows
 
 
@@ -251,7 +253,7 @@ def run(ctx: CheckContext) -> None:
 
             def judged(obj: dict[str, Any] | None) -> bool:
                 parent = parent_status(obj, gateway)
-                return parent is not None and condition(parent, "ResolvedRefs") in ("True", "False")
+                return parent is not None and parent_condition(parent, "ResolvedRefs") in ("True", "False")
 
             try:
                 ctx.kube.wait_for(GATEWAY_API, "HTTPRoute", name, ns, judged, p.gaie_route_timeout_s,
@@ -262,11 +264,11 @@ def run(ctx: CheckContext) -> None:
             parent = parent_status(final, gateway)
             ctx.save_evidence("probe-route.yaml", yaml.safe_dump(final, sort_keys=False))
             observed = describe_conditions(parent)
-            ok = parent is not None and condition(parent, "Accepted") == "True" and condition(parent, "ResolvedRefs") == "True"
+            ok = parent_condition(parent, "Accepted") == "True" and parent_condition(parent, "ResolvedRefs") == "True"
             ctx.series("pools").add(pool=f"{ns}/{pool['metadata']['name']} (probe)",
                                     parent=f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}",
-                                    accepted=condition(parent, "Accepted") if parent else "",
-                                    resolved_refs=condition(parent, "ResolvedRefs") if parent else "")
+                                    accepted=parent_condition(parent, "Accepted") or "",
+                                    resolved_refs=parent_condition(parent, "ResolvedRefs") or "")
             ctx.record("gateway_resolves_pool_backend", ok,
                        ("the gateway accepted a route to an InferencePool and resolved the pool" if ok
                         else f"the gateway does not route to InferencePools: {observed}"),

@@ -8,7 +8,7 @@ and looks for that id in the logs of both roles (KAR-0041's own verification).
 What each sub-check proves:
 
 * ``pd_framework_detected`` (informational): which P/D frameworks' APIs are served (NVIDIA Dynamo, llm-d, LeaderWorkerSet,
-  SGLang RoleBasedGroup, the Gateway API Inference Extension). Nothing served and no pod labelled with a prefill/decode
+  SGLang RoleBasedGroup; an InferencePool alone is not counted: it also fronts undisaggregated servers). Nothing served and no pod labelled with a prefill/decode
   role -> NOT_APPLICABLE for every sub-check, with a drafted justification naming what was searched.
 * ``separate_role_pods`` (required): at least one Ready prefill pod and one Ready decode pod, distinct pods, found by
   the role labels in ``disagg_role_labels``. Framework APIs served but no role pods -> UNKNOWN (nothing deployed to
@@ -47,7 +47,6 @@ FRAMEWORKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("llm-d", "llm-d.ai", ("ModelService",)),
     ("LeaderWorkerSet (multi-host vLLM/SGLang)", "leaderworkerset.x-k8s.io", ("LeaderWorkerSet",)),
     ("SGLang RoleBasedGroup", "workloads.x-k8s.io", ("RoleBasedGroup",)),
-    ("Gateway API Inference Extension (llm-d's scheduler)", "inference.networking.k8s.io", ("InferencePool",)),
 )
 
 SUBCHECKS = ("pd_framework_detected", "separate_role_pods", "request_served", "request_id_in_both_roles",
@@ -131,10 +130,12 @@ def pool_selector(pool: dict[str, Any]) -> dict[str, str]:
     return dict(sel.get("matchLabels") or {}) if "matchLabels" in sel else {k: v for k, v in sel.items() if isinstance(v, str)}
 
 
-def route_accepted(route: dict[str, Any]) -> bool:
-    """Every parent of the route reports Accepted=True (Gateway API status)."""
-    parents = (route.get("status") or {}).get("parents") or []
-    return bool(parents) and all(condition(p, "Accepted") == "True" for p in parents)
+def parent_condition(parent: dict[str, Any] | None, cond_type: str) -> str | None:
+    """A condition's status in one ``status.parents[]`` entry of a route or pool (conditions sit at its top level)."""
+    for c in (parent or {}).get("conditions") or []:
+        if c.get("type") == cond_type:
+            return c.get("status")
+    return None
 
 
 # --- the gateway (shared with advanced_inference_ingress) ------------------------------------------------------------
