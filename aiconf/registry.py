@@ -26,6 +26,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "robust_controller",
     "accelerator_metrics",
     "secure_accelerator_access",
+    "ai_inference",
     "driver_runtime_management",
     "virtualized_accelerator",
     "gpu_sharing",

@@ -36,7 +36,7 @@
 # so.
 
 # %% tags=["parameters"]
-profile = ""          # parameter profile (interactive use); the runner injects final values instead
+profile = ""  # parameter profile (interactive use); the runner injects final values instead
 run_id = ""
 output_dir = ""
 kubeconfig = ""
@@ -71,11 +71,13 @@ display.verdict(result)
 # registered and why.
 
 # %%
-{"registration": result.metrics.get("registration"),
- "discovery_latency_s": result.metrics.get("discovery_latency_s"),
- "collection_latency_s": result.metrics.get("collection_latency_s"),
- "requests_sent": result.metrics.get("requests_sent"),
- "send_failures": result.metrics.get("send_failures")}
+{
+    "registration": result.metrics.get("registration"),
+    "discovery_latency_s": result.metrics.get("discovery_latency_s"),
+    "collection_latency_s": result.metrics.get("collection_latency_s"),
+    "requests_sent": result.metrics.get("requests_sent"),
+    "send_failures": result.metrics.get("send_failures"),
+}
 
 # %% [markdown]
 # ## The counter follows the traffic
