@@ -40,12 +40,20 @@ GAIE_X_GROUP = "inference.networking.x-k8s.io"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 PROBE_APP = "gaie-probe"
 #: What the upstream suite is run with (KAR-0011's automated test).
-CONFORMANCE_HINT = ("run the upstream GAIE conformance suite against the gateway class and attach its report: "
-                    "git clone https://github.com/kubernetes-sigs/gateway-api-inference-extension; cd conformance; "
-                    "go test . -args -gateway-class <class> (its mock backends need no accelerator)")
+CONFORMANCE_HINT = (
+    "run the upstream GAIE conformance suite against the gateway class and attach its report: "
+    "git clone https://github.com/kubernetes-sigs/gateway-api-inference-extension; cd conformance; "
+    "go test . -args -gateway-class <class> (its mock backends need no accelerator)"
+)
 
-SUBCHECKS = ("inference_pool_api_served", "inference_objective_api_served", "gateway_class_accepted",
-             "existing_pools", "gateway_resolves_pool_backend", "metric_aware_routing")
+SUBCHECKS = (
+    "inference_pool_api_served",
+    "inference_objective_api_served",
+    "gateway_class_accepted",
+    "existing_pools",
+    "gateway_resolves_pool_backend",
+    "metric_aware_routing",
+)
 INFORMATIONAL = ("inference_objective_api_served", "existing_pools")
 
 
@@ -68,14 +76,24 @@ def pool_rows(pools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         meta = pool["metadata"]
         parents = (pool.get("status") or {}).get("parents") or []
         if not parents:
-            rows.append({"pool": f"{meta['namespace']}/{meta['name']}", "parent": "(no gateway status)",
-                         "accepted": "", "resolved_refs": ""})
+            rows.append(
+                {
+                    "pool": f"{meta['namespace']}/{meta['name']}",
+                    "parent": "(no gateway status)",
+                    "accepted": "",
+                    "resolved_refs": "",
+                }
+            )
         for parent in parents:
             ref = parent.get("parentRef") or parent.get("gatewayRef") or {}
-            rows.append({"pool": f"{meta['namespace']}/{meta['name']}",
-                         "parent": f"{ref.get('namespace', meta['namespace'])}/{ref.get('name', '?')}",
-                         "accepted": parent_condition(parent, "Accepted") or "",
-                         "resolved_refs": parent_condition(parent, "ResolvedRefs") or ""})
+            rows.append(
+                {
+                    "pool": f"{meta['namespace']}/{meta['name']}",
+                    "parent": f"{ref.get('namespace', meta['namespace'])}/{ref.get('name', '?')}",
+                    "accepted": parent_condition(parent, "Accepted") or "",
+                    "resolved_refs": parent_condition(parent, "ResolvedRefs") or "",
+                }
+            )
     return rows
 
 
@@ -88,12 +106,16 @@ def pick_gateway(kube: Any, params: Any, classes: list[dict[str, Any]]) -> tuple
             raise ConfigError(f"gaie_gateway must be namespace/name, not '{params.gaie_gateway}'")
         gw = kube.get(GATEWAY_API, "Gateway", name, ns)
         return gw, "" if gw else f"Gateway {params.gaie_gateway} (gaie_gateway) does not exist"
-    gateways = [g for g in kube.list(GATEWAY_API, "Gateway") if (g.get("spec") or {}).get("gatewayClassName") in accepted]
+    gateways = [
+        g for g in kube.list(GATEWAY_API, "Gateway") if (g.get("spec") or {}).get("gatewayClassName") in accepted
+    ]
     programmed = [g for g in gateways if condition(g, "Programmed") == "True"]
     if programmed:
         return programmed[0], ""
-    return None, (f"no Programmed Gateway of an Accepted GatewayClass ({len(gateways)} Gateway(s) of "
-                  f"{', '.join(sorted(accepted)) or 'no Accepted class'})")
+    return None, (
+        f"no Programmed Gateway of an Accepted GatewayClass ({len(gateways)} Gateway(s) of "
+        f"{', '.join(sorted(accepted)) or 'no Accepted class'})"
+    )
 
 
 # --- manifests (pure) ------------------------------------------------------------------------------------------------
@@ -123,8 +145,12 @@ def probe_route(name: str, namespace: str, gateway: dict[str, Any], pool: str) -
         "spec": {
             "parentRefs": [{"name": gmeta["name"], "namespace": gmeta["namespace"]}],
             "hostnames": [f"{name}.aiconf.invalid"],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                       "backendRefs": [{"group": GAIE_GROUP, "kind": "InferencePool", "name": pool}]}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"group": GAIE_GROUP, "kind": "InferencePool", "name": pool}],
+                }
+            ],
         },
     }
 
@@ -134,7 +160,10 @@ def parent_status(route: dict[str, Any] | None, gateway: dict[str, Any]) -> dict
     gmeta = gateway["metadata"]
     for parent in ((route or {}).get("status") or {}).get("parents") or []:
         ref = parent.get("parentRef") or {}
-        if ref.get("name") == gmeta["name"] and ref.get("namespace", route["metadata"]["namespace"]) == gmeta["namespace"]:
+        if (
+            ref.get("name") == gmeta["name"]
+            and ref.get("namespace", route["metadata"]["namespace"]) == gmeta["namespace"]
+        ):
             return parent
     return None
 
@@ -142,8 +171,10 @@ def parent_status(route: dict[str, Any] | None, gateway: dict[str, Any]) -> dict
 def describe_conditions(parent: dict[str, Any] | None) -> str:
     if parent is None:
         return "no status from the gateway"
-    return "; ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')})"
-                     for c in parent.get("conditions") or [])
+    return "; ".join(
+        f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')})"
+        for c in parent.get("conditions") or []
+    )
 
 
 # --- chart -----------------------------------------------------------------------------------------------------------
@@ -162,8 +193,15 @@ def draw_pools(ax: Any, result: Any) -> None:
             value = str(getattr(r, col))
             colour = {"True": "#1a7f37", "False": "#cf222e"}.get(value, "#8c959f")
             ax.barh(i, 1, left=j, color=colour, edgecolor="white")
-            ax.text(j + 0.5, i, value if value not in ("", "nan") else "none", ha="center", va="center",
-                    color="white", fontsize="small")
+            ax.text(
+                j + 0.5,
+                i,
+                value if value not in ("", "nan") else "none",
+                ha="center",
+                va="center",
+                color="white",
+                fontsize="small",
+            )
     ax.set_yticks(range(len(labels)), labels, fontsize="x-small")
     ax.set_xticks([0.5, 1.5], ["Accepted", "ResolvedRefs"])
     ax.set_xlim(0, 2)
@@ -193,7 +231,8 @@ def run(ctx: CheckContext) -> None:
     with ctx.step("detect the Gateway API Inference Extension"):
         pool_api = served_kind(ctx.kube, (GAIE_GROUP, GAIE_X_GROUP), "InferencePool")
         objective_api = served_kind(ctx.kube, (GAIE_X_GROUP,), "InferenceObjective") or served_kind(
-            ctx.kube, (GAIE_X_GROUP,), "InferenceModel")
+            ctx.kube, (GAIE_X_GROUP,), "InferenceModel"
+        )
         gateway_api = bool(ctx.kube.served_versions("gateway.networking.k8s.io"))
         if not pool_api:
             ctx.not_applicable(
@@ -204,46 +243,87 @@ def run(ctx: CheckContext) -> None:
                 f"{'served' if gateway_api else 'not served'}), so no gateway routes to model-server pools.",
             )
             for sub in SUBCHECKS:
-                ctx.record(sub, Verdict.NOT_APPLICABLE, "InferencePool is not served", required=sub not in INFORMATIONAL,
-                           expected="InferencePool served", observed="not served")
+                ctx.record(
+                    sub,
+                    Verdict.NOT_APPLICABLE,
+                    "InferencePool is not served",
+                    required=sub not in INFORMATIONAL,
+                    expected="InferencePool served",
+                    observed="not served",
+                )
             ctx.does_not_prove("anything about inference-aware ingress: the platform offers none")
             return
-        ctx.record("inference_pool_api_served", Verdict.PASS, f"InferencePool served ({pool_api})",
-                   expected="InferencePool served", observed=pool_api)
-        ctx.record("inference_objective_api_served", Verdict.PASS if objective_api else Verdict.FAIL,
-                   f"served ({objective_api})" if objective_api else "InferenceObjective/InferenceModel not served",
-                   required=False, expected="InferenceObjective served", observed=objective_api or "not served")
+        ctx.record(
+            "inference_pool_api_served",
+            Verdict.PASS,
+            f"InferencePool served ({pool_api})",
+            expected="InferencePool served",
+            observed=pool_api,
+        )
+        ctx.record(
+            "inference_objective_api_served",
+            Verdict.PASS if objective_api else Verdict.FAIL,
+            f"served ({objective_api})" if objective_api else "InferenceObjective/InferenceModel not served",
+            required=False,
+            expected="InferenceObjective served",
+            observed=objective_api or "not served",
+        )
 
     with ctx.step("find an accepted gateway class and gateway"):
         classes = ctx.kube.list(GATEWAY_API, "GatewayClass") if gateway_api else []
-        ctx.metric("gateway_classes", [{"name": c["metadata"]["name"], "controller": (c.get("spec") or {}).get("controllerName"),
-                                        "accepted": condition(c, "Accepted")} for c in classes])
+        ctx.metric(
+            "gateway_classes",
+            [
+                {
+                    "name": c["metadata"]["name"],
+                    "controller": (c.get("spec") or {}).get("controllerName"),
+                    "accepted": condition(c, "Accepted"),
+                }
+                for c in classes
+            ],
+        )
         gateway, why = pick_gateway(ctx.kube, p, classes) if gateway_api else (None, "Gateway API is not served")
         if gateway is None:
-            ctx.record("gateway_class_accepted", Verdict.FAIL, f"InferencePool is served but nothing can route to it: {why}",
-                       expected="an Accepted GatewayClass with a Programmed Gateway", observed=why)
+            ctx.record(
+                "gateway_class_accepted",
+                Verdict.FAIL,
+                f"InferencePool is served but nothing can route to it: {why}",
+                expected="an Accepted GatewayClass with a Programmed Gateway",
+                observed=why,
+            )
         else:
             gname = f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}"
-            ctx.record("gateway_class_accepted", Verdict.PASS,
-                       f"Gateway {gname} (class {gateway['spec'].get('gatewayClassName')}) Programmed="
-                       f"{condition(gateway, 'Programmed')}",
-                       expected="an Accepted GatewayClass with a Programmed Gateway", observed=gname)
+            ctx.record(
+                "gateway_class_accepted",
+                Verdict.PASS,
+                f"Gateway {gname} (class {gateway['spec'].get('gatewayClassName')}) Programmed="
+                f"{condition(gateway, 'Programmed')}",
+                expected="an Accepted GatewayClass with a Programmed Gateway",
+                observed=gname,
+            )
 
     with ctx.step("read existing InferencePools"):
         rows = pool_rows(ctx.kube.list(pool_api, "InferencePool"))
         for row in rows:
             ctx.series("pools").add(**row)
         resolved = [r for r in rows if r["resolved_refs"] == "True"]
-        ctx.record("existing_pools", Verdict.PASS if resolved else Verdict.UNKNOWN,
-                   f"{len({r['pool'] for r in rows})} pool(s), {len(resolved)} resolved by a gateway", required=False,
-                   pools=rows[:50])
+        ctx.record(
+            "existing_pools",
+            Verdict.PASS if resolved else Verdict.UNKNOWN,
+            f"{len({r['pool'] for r in rows})} pool(s), {len(resolved)} resolved by a gateway",
+            required=False,
+            pools=rows[:50],
+        )
 
     if gateway is None:
         _record_rest(ctx, Verdict.UNKNOWN, "no gateway to test")
         return
     if pool_api != f"{GAIE_GROUP}/v1":
-        ctx.record("gateway_resolves_pool_backend", Verdict.UNKNOWN,
-                   f"only {pool_api} is served: the probe uses {GAIE_GROUP}/v1 (upgrade GAIE, or attach evidence)")
+        ctx.record(
+            "gateway_resolves_pool_backend",
+            Verdict.UNKNOWN,
+            f"only {pool_api} is served: the probe uses {GAIE_GROUP}/v1 (upgrade GAIE, or attach evidence)",
+        )
     else:
         with ctx.step("attach an HTTPRoute with an InferencePool backend to the gateway"):
             ns = ctx.namespace()
@@ -256,8 +336,15 @@ def run(ctx: CheckContext) -> None:
                 return parent is not None and parent_condition(parent, "ResolvedRefs") in ("True", "False")
 
             try:
-                ctx.kube.wait_for(GATEWAY_API, "HTTPRoute", name, ns, judged, p.gaie_route_timeout_s,
-                                  "the gateway's status on the probe HTTPRoute")
+                ctx.kube.wait_for(
+                    GATEWAY_API,
+                    "HTTPRoute",
+                    name,
+                    ns,
+                    judged,
+                    p.gaie_route_timeout_s,
+                    "the gateway's status on the probe HTTPRoute",
+                )
             except WaitTimeout:
                 pass  # judged below: no status is a FAIL
             final = ctx.kube.get(GATEWAY_API, "HTTPRoute", name, ns)
@@ -265,19 +352,34 @@ def run(ctx: CheckContext) -> None:
             ctx.save_evidence("probe-route.yaml", yaml.safe_dump(final, sort_keys=False))
             observed = describe_conditions(parent)
             ok = parent_condition(parent, "Accepted") == "True" and parent_condition(parent, "ResolvedRefs") == "True"
-            ctx.series("pools").add(pool=f"{ns}/{pool['metadata']['name']} (probe)",
-                                    parent=f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}",
-                                    accepted=parent_condition(parent, "Accepted") or "",
-                                    resolved_refs=parent_condition(parent, "ResolvedRefs") or "")
-            ctx.record("gateway_resolves_pool_backend", ok,
-                       ("the gateway accepted a route to an InferencePool and resolved the pool" if ok
-                        else f"the gateway does not route to InferencePools: {observed}"),
-                       expected="Accepted=True and ResolvedRefs=True for an InferencePool backendRef", observed=observed)
+            ctx.series("pools").add(
+                pool=f"{ns}/{pool['metadata']['name']} (probe)",
+                parent=f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}",
+                accepted=parent_condition(parent, "Accepted") or "",
+                resolved_refs=parent_condition(parent, "ResolvedRefs") or "",
+            )
+            ctx.record(
+                "gateway_resolves_pool_backend",
+                ok,
+                (
+                    "the gateway accepted a route to an InferencePool and resolved the pool"
+                    if ok
+                    else f"the gateway does not route to InferencePools: {observed}"
+                ),
+                expected="Accepted=True and ResolvedRefs=True for an InferencePool backendRef",
+                observed=observed,
+            )
 
-    ctx.record("metric_aware_routing", Verdict.UNKNOWN,
-               "not shown by this check: routing on advertised metrics needs the platform's endpoint picker; "
-               + CONFORMANCE_HINT,
-               expected="requests follow the endpoint picker's metric-based decisions", observed="not measured")
+    ctx.record(
+        "metric_aware_routing",
+        Verdict.UNKNOWN,
+        "not shown by this check: routing on advertised metrics needs the platform's endpoint picker; "
+        + CONFORMANCE_HINT,
+        expected="requests follow the endpoint picker's metric-based decisions",
+        observed="not measured",
+    )
     ctx.note("Manual evidence for metric-aware routing: " + CONFORMANCE_HINT)
-    ctx.does_not_prove("that the endpoint picker routes on model-server metrics (queue depth, KV cache): attach the "
-                       "GAIE conformance report")
+    ctx.does_not_prove(
+        "that the endpoint picker routes on model-server metrics (queue depth, KV cache): attach the "
+        "GAIE conformance report"
+    )

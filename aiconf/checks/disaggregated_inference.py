@@ -49,8 +49,13 @@ FRAMEWORKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("SGLang RoleBasedGroup", "workloads.x-k8s.io", ("RoleBasedGroup",)),
 )
 
-SUBCHECKS = ("pd_framework_detected", "separate_role_pods", "request_served", "request_id_in_both_roles",
-             "role_topology")
+SUBCHECKS = (
+    "pd_framework_detected",
+    "separate_role_pods",
+    "request_served",
+    "request_id_in_both_roles",
+    "role_topology",
+)
 INFORMATIONAL = ("pd_framework_detected", "role_topology")
 
 
@@ -83,8 +88,11 @@ def role_of(pod: dict[str, Any], role_labels: list[str]) -> tuple[str, str] | No
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
-    return (not pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get("phase") == "Running"
-            and condition(pod, "Ready") == "True")
+    return (
+        not pod["metadata"].get("deletionTimestamp")
+        and (pod.get("status") or {}).get("phase") == "Running"
+        and condition(pod, "Ready") == "True"
+    )
 
 
 @dataclass
@@ -101,9 +109,17 @@ class RolePods:
         return any(self.pods.values())
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"role": role, "namespace": p["metadata"]["namespace"], "pod": p["metadata"]["name"],
-                 "node": (p.get("spec") or {}).get("nodeName") or "(unscheduled)", "ready": is_ready(p)}
-                for role in ROLES for p in self.pods[role]]
+        return [
+            {
+                "role": role,
+                "namespace": p["metadata"]["namespace"],
+                "pod": p["metadata"]["name"],
+                "node": (p.get("spec") or {}).get("nodeName") or "(unscheduled)",
+                "ready": is_ready(p),
+            }
+            for role in ROLES
+            for p in self.pods[role]
+        ]
 
 
 def find_role_pods(pods: list[dict[str, Any]], role_labels: list[str]) -> RolePods:
@@ -127,7 +143,11 @@ def selects(selector: dict[str, str] | None, pod: dict[str, Any]) -> bool:
 def pool_selector(pool: dict[str, Any]) -> dict[str, str]:
     """An InferencePool's label selector: v1 ``spec.selector.matchLabels``, v1alpha2 ``spec.selector`` (a map)."""
     sel = (pool.get("spec") or {}).get("selector") or {}
-    return dict(sel.get("matchLabels") or {}) if "matchLabels" in sel else {k: v for k, v in sel.items() if isinstance(v, str)}
+    return (
+        dict(sel.get("matchLabels") or {})
+        if "matchLabels" in sel
+        else {k: v for k, v in sel.items() if isinstance(v, str)}
+    )
 
 
 def parent_condition(parent: dict[str, Any] | None, cond_type: str) -> str | None:
@@ -166,9 +186,13 @@ def gateway_target(kube: Any, route: dict[str, Any]) -> GatewayTarget | None:
         if gw is None:
             continue
         addresses = [a.get("value") for a in (gw.get("status") or {}).get("addresses") or [] if a.get("value")]
-        listeners = [ls for ls in (gw.get("spec") or {}).get("listeners") or [] if ls.get("protocol") == "HTTP"
-                     and (not ref.get("sectionName") or ls.get("name") == ref["sectionName"])
-                     and (not ref.get("port") or ls.get("port") == ref["port"])]
+        listeners = [
+            ls
+            for ls in (gw.get("spec") or {}).get("listeners") or []
+            if ls.get("protocol") == "HTTP"
+            and (not ref.get("sectionName") or ls.get("name") == ref["sectionName"])
+            and (not ref.get("port") or ls.get("port") == ref["port"])
+        ]
         if not addresses or not listeners:
             continue
         listener = listeners[0]
@@ -185,8 +209,14 @@ class HttpAnswer:
     seconds: float
 
 
-def send(target: GatewayTarget, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-         timeout_s: float = 30) -> HttpAnswer:
+def send(
+    target: GatewayTarget,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 30,
+) -> HttpAnswer:
     """One HTTP request to the Gateway (connection errors raise OSError: the caller decides what they mean)."""
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     if target.host:
@@ -197,8 +227,9 @@ def send(target: GatewayTarget, method: str, path: str, body: Any = None, header
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=all_headers)
         resp = conn.getresponse()
         data = resp.read(1 << 20).decode("utf-8", "replace")
-        return HttpAnswer(resp.status, data, {k.lower(): v for k, v in resp.getheaders()},
-                          round(time.monotonic() - started, 3))
+        return HttpAnswer(
+            resp.status, data, {k.lower(): v for k, v in resp.getheaders()}, round(time.monotonic() - started, 3)
+        )
     finally:
         conn.close()
 
@@ -231,8 +262,11 @@ def find_route(kube: Any, params: Any, role_pods: RolePods) -> tuple[dict[str, A
         if not name:
             raise ConfigError(f"disagg_route must be namespace/name, not '{params.disagg_route}'")
         route = kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", name, ns)
-        return route, (f"HTTPRoute {params.disagg_route} (disagg_route)" if route
-                       else f"HTTPRoute {params.disagg_route} (disagg_route) does not exist")
+        return route, (
+            f"HTTPRoute {params.disagg_route} (disagg_route)"
+            if route
+            else f"HTTPRoute {params.disagg_route} (disagg_route) does not exist"
+        )
     if not kube.has_kind("gateway.networking.k8s.io/v1", "HTTPRoute"):
         return None, "Gateway API HTTPRoute is not served"
     pods = [p for role in ROLES for p in role_pods.pods[role]]
@@ -251,8 +285,10 @@ def find_route(kube: Any, params: Any, role_pods: RolePods) -> tuple[dict[str, A
                 else:
                     continue
                 if any(p["metadata"]["namespace"] == ref_ns and selects(selector, p) for p in pods):
-                    return route, (f"HTTPRoute {ns}/{route['metadata']['name']}: its backend {ref.get('kind', 'Service')} "
-                                   f"{ref_ns}/{ref['name']} selects role pods")
+                    return route, (
+                        f"HTTPRoute {ns}/{route['metadata']['name']}: its backend {ref.get('kind', 'Service')} "
+                        f"{ref_ns}/{ref['name']} selects role pods"
+                    )
     return None, "no HTTPRoute has a backend Service or InferencePool that selects the prefill/decode pods"
 
 
@@ -290,8 +326,14 @@ def draw_topology(ax: Any, result: Any) -> None:
     if "has_request_id" in frame:
         hits = frame[frame["has_request_id"].astype(str) == "True"]
         for _, row in hits.iterrows():
-            ax.annotate(f"request id in {row['role']} {row['pod']}", (0.02, list(counts.index).index(row["node"])),
-                        xycoords=("axes fraction", "data"), fontsize="x-small", va="center", color="white")
+            ax.annotate(
+                f"request id in {row['role']} {row['pod']}",
+                (0.02, list(counts.index).index(row["node"])),
+                xycoords=("axes fraction", "data"),
+                fontsize="x-small",
+                va="center",
+                color="white",
+            )
     ax.set_xlabel("pods")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize="x-small", loc="lower right")
@@ -320,8 +362,10 @@ def _not_attempted(ctx: CheckContext, verdict: Verdict, why: str) -> None:
 def _searched(params: Any) -> str:
     apis = "; ".join(f"{name} ({group}: {', '.join(kinds)})" for name, group, kinds in FRAMEWORKS)
     where = f"namespace {params.disagg_namespace}" if params.disagg_namespace else "every namespace"
-    return (f"the API kinds of {apis}, and pods in {where} labelled with a prefill or decode role "
-            f"({', '.join(params.disagg_role_labels)})")
+    return (
+        f"the API kinds of {apis}, and pods in {where} labelled with a prefill or decode role "
+        f"({', '.join(params.disagg_role_labels)})"
+    )
 
 
 @check("disaggregated_inference", subchecks=SUBCHECKS, charts={"topology": draw_topology}, preflight=preflight)
@@ -345,37 +389,62 @@ def run(ctx: CheckContext) -> None:
                 f"is installed and no workload runs separate prefill and decode roles. Searched: {_searched(p)}.",
             )
             for sub in SUBCHECKS:
-                ctx.record(sub, Verdict.NOT_APPLICABLE, "no P/D framework API and no prefill/decode pods",
-                           required=sub not in INFORMATIONAL, expected="a P/D framework or role pods",
-                           observed="none")
+                ctx.record(
+                    sub,
+                    Verdict.NOT_APPLICABLE,
+                    "no P/D framework API and no prefill/decode pods",
+                    required=sub not in INFORMATIONAL,
+                    expected="a P/D framework or role pods",
+                    observed="none",
+                )
             ctx.does_not_prove("anything about disaggregated inference: the platform offers none")
             return
-        ctx.record("pd_framework_detected", Verdict.PASS if frameworks else Verdict.UNKNOWN,
-                   f"served: {named}" if frameworks else "no known framework API; role pods found by label only",
-                   expected="a P/D framework's API", observed=named or "none", required=False, frameworks=frameworks)
+        ctx.record(
+            "pd_framework_detected",
+            Verdict.PASS if frameworks else Verdict.UNKNOWN,
+            f"served: {named}" if frameworks else "no known framework API; role pods found by label only",
+            expected="a P/D framework's API",
+            observed=named or "none",
+            required=False,
+            frameworks=frameworks,
+        )
 
     with ctx.step("check that prefill and decode run in separate pods"):
         counts = {r: f"{len(role_pods.ready(r))}/{len(role_pods.pods[r])} Ready" for r in ROLES}
         observed = f"prefill {counts['prefill']}, decode {counts['decode']}; labels {', '.join(sorted(role_pods.label_keys)) or '-'}"
         if not role_pods.any():
-            ctx.record("separate_role_pods", Verdict.UNKNOWN,
-                       f"{named} served, but no pod carries a prefill/decode role label: nothing deployed to test "
-                       "(deploy a P/D model, or add the framework's role label key to disagg_role_labels)",
-                       expected="Ready prefill and decode pods", observed=observed)
+            ctx.record(
+                "separate_role_pods",
+                Verdict.UNKNOWN,
+                f"{named} served, but no pod carries a prefill/decode role label: nothing deployed to test "
+                "(deploy a P/D model, or add the framework's role label key to disagg_role_labels)",
+                expected="Ready prefill and decode pods",
+                observed=observed,
+            )
             _not_attempted(ctx, Verdict.UNKNOWN, "no prefill/decode pods")
             ctx.does_not_prove("that disaggregated serving works: the framework's API is installed, nothing runs on it")
             return
         ok = all(role_pods.ready(r) for r in ROLES)
-        ctx.record("separate_role_pods", ok,
-                   "prefill and decode run in separate Ready pods" if ok else f"a role has no Ready pod: {observed}",
-                   expected=">= 1 Ready prefill pod and >= 1 Ready decode pod", observed=observed)
+        ctx.record(
+            "separate_role_pods",
+            ok,
+            "prefill and decode run in separate Ready pods" if ok else f"a role has no Ready pod: {observed}",
+            expected=">= 1 Ready prefill pod and >= 1 Ready decode pod",
+            observed=observed,
+        )
         rows = role_pods.rows()
         nodes = {r: {x["node"] for x in rows if x["role"] == r and x["ready"]} for r in ROLES}
         shared = nodes["prefill"] & nodes["decode"]
-        ctx.record("role_topology", Verdict.PASS if ok else Verdict.UNKNOWN,
-                   (f"prefill on {len(nodes['prefill'])} node(s), decode on {len(nodes['decode'])}; "
-                    + (f"shared nodes: {', '.join(sorted(shared))}" if shared else "no node runs both roles")),
-                   required=False, nodes={r: sorted(v) for r, v in nodes.items()})
+        ctx.record(
+            "role_topology",
+            Verdict.PASS if ok else Verdict.UNKNOWN,
+            (
+                f"prefill on {len(nodes['prefill'])} node(s), decode on {len(nodes['decode'])}; "
+                + (f"shared nodes: {', '.join(sorted(shared))}" if shared else "no node runs both roles")
+            ),
+            required=False,
+            nodes={r: sorted(v) for r, v in nodes.items()},
+        )
         if not shared and ok:
             ctx.note("Prefill and decode run on different nodes: a request served by both crossed nodes.")
         if not ok:
@@ -387,8 +456,13 @@ def run(ctx: CheckContext) -> None:
         target = gateway_target(ctx.kube, route) if route else None
         if route is None or target is None:
             why = how if route is None else f"{how}, but no parent Gateway reports an address and an HTTP listener"
-            ctx.record("request_served", Verdict.UNKNOWN, f"{why}: set disagg_route to the route that serves the model",
-                       expected="an HTTPRoute to the P/D deployment through a Gateway", observed=why)
+            ctx.record(
+                "request_served",
+                Verdict.UNKNOWN,
+                f"{why}: set disagg_route to the route that serves the model",
+                expected="an HTTPRoute to the P/D deployment through a Gateway",
+                observed=why,
+            )
             _not_attempted(ctx, Verdict.UNKNOWN, "no request was sent")
             ctx.does_not_prove("that a request through the gateway is served by both roles (no route was found)")
             return
@@ -403,25 +477,50 @@ def run(ctx: CheckContext) -> None:
         else:
             body["prompt"] = "Say hello in two words."
         try:
-            answer = send(target, "POST", p.disagg_request_path, body, {p.disagg_request_id_header: request_id},
-                          timeout_s=p.disagg_request_timeout_s)
+            answer = send(
+                target,
+                "POST",
+                p.disagg_request_path,
+                body,
+                {p.disagg_request_id_header: request_id},
+                timeout_s=p.disagg_request_timeout_s,
+            )
         except OSError as e:
             answer = HttpAnswer(0, f"{type(e).__name__}: {e}", {}, 0.0)
         text = completion_text(answer.body)
-        ctx.metric("request", {"request_id": request_id, "model": model, "status": answer.status,
-                               "latency_s": answer.seconds, "route": how, "gateway": target.describe()})
-        ctx.save_evidence("response.json", {"status": answer.status, "headers": answer.headers, "body": answer.body[:4000]})
+        ctx.metric(
+            "request",
+            {
+                "request_id": request_id,
+                "model": model,
+                "status": answer.status,
+                "latency_s": answer.seconds,
+                "route": how,
+                "gateway": target.describe(),
+            },
+        )
+        ctx.save_evidence(
+            "response.json", {"status": answer.status, "headers": answer.headers, "body": answer.body[:4000]}
+        )
         served = answer.status == 200 and bool(text)
-        ctx.record("request_served", served,
-                   (f"HTTP 200 in {answer.seconds}s with a completion" if served
-                    else f"HTTP {answer.status or 'no answer'}: {answer.body[:200]}"),
-                   expected=f"HTTP 200 and a completion for POST {p.disagg_request_path} via {target.describe()}",
-                   observed=f"HTTP {answer.status}, {len(text)} characters generated", request_id=request_id)
+        ctx.record(
+            "request_served",
+            served,
+            (
+                f"HTTP 200 in {answer.seconds}s with a completion"
+                if served
+                else f"HTTP {answer.status or 'no answer'}: {answer.body[:200]}"
+            ),
+            expected=f"HTTP 200 and a completion for POST {p.disagg_request_path} via {target.describe()}",
+            observed=f"HTTP {answer.status}, {len(text)} characters generated",
+            request_id=request_id,
+        )
         if answer.status == 0:
             _not_attempted(ctx, Verdict.UNKNOWN, "the gateway did not answer")
             return
 
     with ctx.step("look for the request id in both roles' logs"):
+
         def read_logs() -> dict[str, dict[str, str]]:
             logs: dict[str, dict[str, str]] = {r: {} for r in ROLES}
             for role in ROLES:
@@ -451,19 +550,36 @@ def run(ctx: CheckContext) -> None:
                     ctx.save_evidence(f"logs/{role}-{pod}.log", "\n".join(lines[:20]) + "\n")
         observed = "; ".join(f"{r}: {', '.join(hits[r]) or 'not found'}" for r in ROLES)
         if all(hits.values()):
-            ctx.record("request_id_in_both_roles", Verdict.PASS, f"request id {request_id} found in {observed}",
-                       expected="the request id in a prefill pod's and a decode pod's logs", observed=observed)
-            ctx.proves("a request sent through the gateway with a unique id was served, and pods of the prefill and "
-                       "the decode role both logged that id (KAR-0041's correlation test)")
+            ctx.record(
+                "request_id_in_both_roles",
+                Verdict.PASS,
+                f"request id {request_id} found in {observed}",
+                expected="the request id in a prefill pod's and a decode pod's logs",
+                observed=observed,
+            )
+            ctx.proves(
+                "a request sent through the gateway with a unique id was served, and pods of the prefill and "
+                "the decode role both logged that id (KAR-0041's correlation test)"
+            )
         elif any(hits.values()):
             missing = next(r for r in ROLES if not hits[r])
-            ctx.record("request_id_in_both_roles", Verdict.FAIL,
-                       f"request id {request_id} reached only one role ({observed}): no {missing} pod logged it",
-                       expected="the request id in a prefill pod's and a decode pod's logs", observed=observed)
+            ctx.record(
+                "request_id_in_both_roles",
+                Verdict.FAIL,
+                f"request id {request_id} reached only one role ({observed}): no {missing} pod logged it",
+                expected="the request id in a prefill pod's and a decode pod's logs",
+                observed=observed,
+            )
         else:
-            ctx.record("request_id_in_both_roles", Verdict.UNKNOWN,
-                       f"request id {request_id} is in no role's log within {p.disagg_log_wait_s}s: the framework may "
-                       "not log request ids at this log level; attach the framework's request trace manually",
-                       expected="the request id in a prefill pod's and a decode pod's logs", observed=observed)
-    ctx.does_not_prove("that KV cache was transferred (only that both phases saw the request), the framework's "
-                       "performance, or that the deployment uses accelerators")
+            ctx.record(
+                "request_id_in_both_roles",
+                Verdict.UNKNOWN,
+                f"request id {request_id} is in no role's log within {p.disagg_log_wait_s}s: the framework may "
+                "not log request ids at this log level; attach the framework's request trace manually",
+                expected="the request id in a prefill pod's and a decode pod's logs",
+                observed=observed,
+            )
+    ctx.does_not_prove(
+        "that KV cache was transferred (only that both phases saw the request), the framework's "
+        "performance, or that the deployment uses accelerators"
+    )

@@ -65,21 +65,29 @@ def kube(kube_sandbox) -> Kube:
     k = Kube.connect(str(kube_sandbox.kubeconfig))
     if not k.list("v1", "Node", label_selector=f"{realnode.REAL_NODE_LABEL}=true"):
         pytest.skip("the cluster has no real node: the simulated P/D roles need processes")
-    if not k.has_kind("gateway.networking.k8s.io/v1", "Gateway") or k.get(
-            "gateway.networking.k8s.io/v1", "Gateway", GATEWAY[1], GATEWAY[0]) is None:
+    if (
+        not k.has_kind("gateway.networking.k8s.io/v1", "Gateway")
+        or k.get("gateway.networking.k8s.io/v1", "Gateway", GATEWAY[1], GATEWAY[0]) is None
+    ):
         pytest.skip("the sandbox's Traefik Gateway (add-on traefik) is not running")
     return k
 
 
 def params(kube_sandbox, **overrides):
-    return load_parameters("sandbox", {"kubeconfig": str(kube_sandbox.kubeconfig), "checklist_version": "1.36",
-                                       **overrides})
+    return load_parameters(
+        "sandbox", {"kubeconfig": str(kube_sandbox.kubeconfig), "checklist_version": "1.36", **overrides}
+    )
 
 
 def check(kube_sandbox, tmp_path, **overrides):
     started = time.monotonic()
-    result = run_check("disaggregated_inference", params(kube_sandbox, **overrides), run_dir=tmp_path,
-                       run_id=f"itest-pd-{uuid.uuid4().hex[:6]}", progress=lambda m: None)
+    result = run_check(
+        "disaggregated_inference",
+        params(kube_sandbox, **overrides),
+        run_dir=tmp_path,
+        run_id=f"itest-pd-{uuid.uuid4().hex[:6]}",
+        progress=lambda m: None,
+    )
     print(f"\n[measure] disaggregated_inference {result.verdict} in {time.monotonic() - started:.1f}s")
     return result
 
@@ -90,29 +98,56 @@ def role_deployment(ns: str, role: str, image: str, prefill_url: str = "") -> di
         env.append({"name": "PREFILL_URL", "value": prefill_url})
     labels = {"app": "pd", "llm-d.ai/role": role}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": role, "namespace": ns},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
-                     "tolerations": [{"key": realnode.REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
-                     "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "server", "image": image, "imagePullPolicy": "Never",
-                                     "command": ["python3", "-c", PD_SERVER], "env": env,
-                                     "ports": [{"containerPort": PORT}],
-                                     "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 1},
-                                     "resources": {"requests": {"cpu": "10m", "memory": "24Mi"}, "limits": {"memory": "64Mi"}}}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": role, "namespace": ns},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
+                    "tolerations": [{"key": realnode.REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": image,
+                            "imagePullPolicy": "Never",
+                            "command": ["python3", "-c", PD_SERVER],
+                            "env": env,
+                            "ports": [{"containerPort": PORT}],
+                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 1},
+                            "resources": {"requests": {"cpu": "10m", "memory": "24Mi"}, "limits": {"memory": "64Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
     }
 
 
 def service(ns: str, role: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": role, "namespace": ns},
-            "spec": {"selector": {"app": "pd", "llm-d.ai/role": role}, "ports": [{"port": PORT, "targetPort": PORT}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": role, "namespace": ns},
+        "spec": {"selector": {"app": "pd", "llm-d.ai/role": role}, "ports": [{"port": PORT, "targetPort": PORT}]},
+    }
 
 
 def route(ns: str) -> dict:
-    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "llm", "namespace": ns},
-            "spec": {"parentRefs": [{"name": GATEWAY[1], "namespace": GATEWAY[0]}], "hostnames": [f"{ns}.pd.example"],
-                     "rules": [{"backendRefs": [{"name": "decode", "port": PORT}]}]}}
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "llm", "namespace": ns},
+        "spec": {
+            "parentRefs": [{"name": GATEWAY[1], "namespace": GATEWAY[0]}],
+            "hostnames": [f"{ns}.pd.example"],
+            "rules": [{"backendRefs": [{"name": "decode", "port": PORT}]}],
+        },
+    }
 
 
 def deploy_pd(kube: Kube, image: str, *, forwards: bool) -> str:
@@ -126,9 +161,23 @@ def deploy_pd(kube: Kube, image: str, *, forwards: bool) -> str:
     kube.create(role_deployment(ns, "prefill", image))
     kube.create(role_deployment(ns, "decode", image, url))
     kube.create(route(ns))
-    kube.wait_until("v1", "Pod", ns, lambda pods: len(pods) == 2 and all(
-        any(c.get("type") == "Ready" and c.get("status") == "True" for c in (p.get("status") or {}).get("conditions") or [])
-        for p in pods), 90, "the P/D pods Ready")
+    kube.wait_until(
+        "v1",
+        "Pod",
+        ns,
+        lambda pods: (
+            len(pods) == 2
+            and all(
+                any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (p.get("status") or {}).get("conditions") or []
+                )
+                for p in pods
+            )
+        ),
+        90,
+        "the P/D pods Ready",
+    )
     gw = kube.get("gateway.networking.k8s.io/v1", "Gateway", GATEWAY[1], GATEWAY[0])
     port = gw["spec"]["listeners"][0]["port"]
     deadline = time.monotonic() + 30  # Traefik learns the endpoints a moment after they are Ready
@@ -164,13 +213,28 @@ def test_without_any_pd_framework_the_check_is_not_applicable(kube, kube_sandbox
 
 
 def test_a_framework_api_with_nothing_deployed_is_unknown(kube, kube_sandbox, tmp_path):
-    crds = [d for d in load_yaml_docs(go_module_dir("sigs.k8s.io/lws", LWS_VERSION) / "config" / "crd" / "bases"
-                                      / "leaderworkerset.x-k8s.io_leaderworkersets.yaml")]
+    crds = [
+        d
+        for d in load_yaml_docs(
+            go_module_dir("sigs.k8s.io/lws", LWS_VERSION)
+            / "config"
+            / "crd"
+            / "bases"
+            / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+        )
+    ]
     for crd in crds:
         kube.apply(crd)
     try:
-        kube.wait_for("apiextensions.k8s.io/v1", "CustomResourceDefinition", crds[0]["metadata"]["name"], None,
-                      lambda crd: condition(crd, "Established") == "True", 30, "the LeaderWorkerSet CRD Established")
+        kube.wait_for(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            crds[0]["metadata"]["name"],
+            None,
+            lambda crd: condition(crd, "Established") == "True",
+            30,
+            "the LeaderWorkerSet CRD Established",
+        )
         result = check(kube_sandbox, tmp_path, disagg_namespace="aiconf-itest-no-such-namespace")
     finally:
         for crd in crds:

@@ -16,11 +16,23 @@ from aiconf.params import load_parameters
 
 
 def test_pool_rows_show_each_gateway_verdict_and_pools_without_status():
-    pools = [{"metadata": {"name": "a", "namespace": "x"},
-              "status": {"parents": [{"parentRef": {"name": "gw", "namespace": "infra"},
-                                      "conditions": [{"type": "Accepted", "status": "True"},
-                                                     {"type": "ResolvedRefs", "status": "False"}]}]}},
-             {"metadata": {"name": "b", "namespace": "x"}}]
+    pools = [
+        {
+            "metadata": {"name": "a", "namespace": "x"},
+            "status": {
+                "parents": [
+                    {
+                        "parentRef": {"name": "gw", "namespace": "infra"},
+                        "conditions": [
+                            {"type": "Accepted", "status": "True"},
+                            {"type": "ResolvedRefs", "status": "False"},
+                        ],
+                    }
+                ]
+            },
+        },
+        {"metadata": {"name": "b", "namespace": "x"}},
+    ]
     rows = aii.pool_rows(pools)
     assert rows[0] == {"pool": "x/a", "parent": "infra/gw", "accepted": "True", "resolved_refs": "False"}
     assert rows[1]["parent"] == "(no gateway status)"
@@ -30,8 +42,9 @@ def test_probe_route_points_only_at_the_pool():
     gw = {"metadata": {"name": "gw", "namespace": "infra"}}
     route = aii.probe_route("r", "ns", gw, "pool")
     assert route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra"}]
-    assert route["spec"]["rules"][0]["backendRefs"] == [{"group": "inference.networking.k8s.io", "kind": "InferencePool",
-                                                         "name": "pool"}]
+    assert route["spec"]["rules"][0]["backendRefs"] == [
+        {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "pool"}
+    ]
     pool = aii.probe_pool("pool", "ns")
     assert pool["spec"]["endpointPickerRef"]["port"] == {"number": 9002}
 
@@ -56,16 +69,28 @@ class FakeKube:
         return []
 
     def has_kind(self, api_version: str, kind: str) -> bool:
-        return self.gaie and (api_version, kind) in {(f"{aii.GAIE_GROUP}/v1", "InferencePool"),
-                                                    (f"{aii.GAIE_X_GROUP}/v1alpha2", "InferenceObjective")}
+        return self.gaie and (api_version, kind) in {
+            (f"{aii.GAIE_GROUP}/v1", "InferencePool"),
+            (f"{aii.GAIE_X_GROUP}/v1alpha2", "InferenceObjective"),
+        }
 
     def list(self, api_version: str, kind: str, namespace: str | None = None, **_: Any) -> list[dict]:
         if kind == "GatewayClass":
-            return [{"metadata": {"name": "gaie"}, "spec": {"controllerName": "x/y"},
-                     "status": {"conditions": [{"type": "Accepted", "status": "True"}]}}]
+            return [
+                {
+                    "metadata": {"name": "gaie"},
+                    "spec": {"controllerName": "x/y"},
+                    "status": {"conditions": [{"type": "Accepted", "status": "True"}]},
+                }
+            ]
         if kind == "Gateway" and self.gateway:
-            return [{"metadata": {"name": "gw", "namespace": "infra"}, "spec": {"gatewayClassName": "gaie"},
-                     "status": {"conditions": [{"type": "Programmed", "status": "True"}]}}]
+            return [
+                {
+                    "metadata": {"name": "gw", "namespace": "infra"},
+                    "spec": {"gatewayClassName": "gaie"},
+                    "status": {"conditions": [{"type": "Programmed", "status": "True"}]},
+                }
+            ]
         return []
 
     def create(self, obj: dict) -> dict:
@@ -76,8 +101,9 @@ class FakeKube:
         route = next((o for o in self.created if o["kind"] == kind and o["metadata"]["name"] == name), None)
         if route is not None and self.route_status is not None:
             route = copy.deepcopy(route)
-            route["status"] = {"parents": [{"parentRef": {"name": "gw", "namespace": "infra"},
-                                            "conditions": self.route_status}]}
+            route["status"] = {
+                "parents": [{"parentRef": {"name": "gw", "namespace": "infra"}, "conditions": self.route_status}]
+            }
         return route
 
     def wait_for(self, api_version, kind, name, namespace, predicate, timeout_s, what, describe=None):
@@ -111,8 +137,10 @@ def verdicts(result) -> dict[str, Verdict]:
     return {s.id: s.verdict for s in result.subchecks}
 
 
-ACCEPTED = [{"type": "Accepted", "status": "True", "reason": "Accepted"},
-            {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"}]
+ACCEPTED = [
+    {"type": "Accepted", "status": "True", "reason": "Accepted"},
+    {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"},
+]
 
 
 def test_no_inference_pool_api_is_not_applicable(tmp_path):
@@ -127,15 +155,24 @@ def test_a_gateway_that_resolves_pools_is_still_unknown_without_routing_evidence
     result = run_fake(tmp_path, FakeKube(route_status=ACCEPTED))
     v = verdicts(result)
     assert v["gateway_resolves_pool_backend"] is Verdict.PASS
-    assert v["metric_aware_routing"] is Verdict.UNKNOWN and "conformance" in result.subcheck("metric_aware_routing").summary
+    assert (
+        v["metric_aware_routing"] is Verdict.UNKNOWN
+        and "conformance" in result.subcheck("metric_aware_routing").summary
+    )
     assert result.verdict is Verdict.UNKNOWN  # never PASS on APIs and route status alone
 
 
-@pytest.mark.parametrize("status", [
-    [{"type": "Accepted", "status": "True", "reason": "Accepted"},
-     {"type": "ResolvedRefs", "status": "False", "reason": "InvalidKind", "message": "unsupported backend kind"}],
-    None,  # the gateway never writes a status
-], ids=["invalid-kind", "no-status"])
+@pytest.mark.parametrize(
+    "status",
+    [
+        [
+            {"type": "Accepted", "status": "True", "reason": "Accepted"},
+            {"type": "ResolvedRefs", "status": "False", "reason": "InvalidKind", "message": "unsupported backend kind"},
+        ],
+        None,  # the gateway never writes a status
+    ],
+    ids=["invalid-kind", "no-status"],
+)
 def test_a_gateway_that_does_not_resolve_pools_fails(tmp_path, status):
     result = run_fake(tmp_path, FakeKube(route_status=status))
     assert result.verdict is Verdict.FAIL

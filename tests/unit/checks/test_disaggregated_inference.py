@@ -21,17 +21,29 @@ from aiconf.params import load_parameters
 
 
 def pod(name: str, labels: dict[str, str], *, ready: bool = True, node: str = "n1", ns: str = "llm") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": {"nodeName": node},
-            "status": {"phase": "Running" if ready else "Pending",
-                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    return {
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"nodeName": node},
+        "status": {
+            "phase": "Running" if ready else "Pending",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
 
 
-@pytest.mark.parametrize(("labels", "expected"), [
-    ({"llm-d.ai/role": "prefill"}, ("prefill", "llm-d.ai/role")),
-    ({"nvidia.com/dynamo-sub-component-type": "VllmDecodeWorker"}, ("decode", "nvidia.com/dynamo-sub-component-type")),
-    ({"llm-d.ai/role": "both"}, None),
-    ({"app": "prefill-cache"}, None),  # a key not in disagg_role_labels never counts
-], ids=["llm-d", "dynamo-style", "neither-role", "unlisted-key"])
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"llm-d.ai/role": "prefill"}, ("prefill", "llm-d.ai/role")),
+        (
+            {"nvidia.com/dynamo-sub-component-type": "VllmDecodeWorker"},
+            ("decode", "nvidia.com/dynamo-sub-component-type"),
+        ),
+        ({"llm-d.ai/role": "both"}, None),
+        ({"app": "prefill-cache"}, None),  # a key not in disagg_role_labels never counts
+    ],
+    ids=["llm-d", "dynamo-style", "neither-role", "unlisted-key"],
+)
 def test_role_of(labels, expected):
     assert di.role_of(pod("p", labels), ["llm-d.ai/role", "nvidia.com/dynamo-sub-component-type"]) == expected
 
@@ -90,8 +102,14 @@ class Gateway:
 
 
 class FakeKube:
-    def __init__(self, pods: list[dict], *, groups: dict[str, list[str]] | None = None, gateway: Gateway | None = None,
-                 route: bool = True):
+    def __init__(
+        self,
+        pods: list[dict],
+        *,
+        groups: dict[str, list[str]] | None = None,
+        gateway: Gateway | None = None,
+        route: bool = True,
+    ):
         self.pods, self.groups, self.gateway, self.with_route = pods, groups or {}, gateway, route
 
     def version(self) -> dict:
@@ -114,18 +132,25 @@ class FakeKube:
         return []
 
     def route(self) -> dict:
-        return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                "metadata": {"name": "llm", "namespace": "llm"},
-                "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
-                         "rules": [{"backendRefs": [{"name": "decode", "port": 8000}]}]},
-                "status": {"parents": [{"conditions": [{"type": "Accepted", "status": "True"}]}]}}
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "llm", "namespace": "llm"},
+            "spec": {
+                "parentRefs": [{"name": "gw", "namespace": "infra"}],
+                "rules": [{"backendRefs": [{"name": "decode", "port": 8000}]}],
+            },
+            "status": {"parents": [{"conditions": [{"type": "Accepted", "status": "True"}]}]},
+        }
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         if kind == "Service" and name == "decode":
             return {"spec": {"selector": {"llm-d.ai/role": "decode"}}}
         if kind == "Gateway" and self.gateway:
-            return {"spec": {"listeners": [{"name": "http", "protocol": "HTTP", "port": self.gateway.port}]},
-                    "status": {"addresses": [{"value": "127.0.0.1"}]}}
+            return {
+                "spec": {"listeners": [{"name": "http", "protocol": "HTTP", "port": self.gateway.port}]},
+                "status": {"addresses": [{"value": "127.0.0.1"}]},
+            }
         return None
 
     def pod_logs(self, name: str, namespace: str, container: str | None = None, tail_lines: int = 500) -> str:
@@ -142,7 +167,10 @@ class FakeKube:
         raise AssertionError("disaggregated_inference creates nothing")
 
 
-PD_PODS = [pod("prefill-0", {"llm-d.ai/role": "prefill"}, node="n1"), pod("decode-0", {"llm-d.ai/role": "decode"}, node="n2")]
+PD_PODS = [
+    pod("prefill-0", {"llm-d.ai/role": "prefill"}, node="n1"),
+    pod("decode-0", {"llm-d.ai/role": "decode"}, node="n2"),
+]
 
 
 @pytest.fixture
@@ -171,7 +199,10 @@ def test_nothing_found_is_not_applicable_with_what_was_searched(tmp_path):
     result = run_fake(tmp_path, FakeKube([pod("web", {"app": "web"})]))
     assert result.verdict is Verdict.NOT_APPLICABLE
     assert result.not_applicable.reason_code == "no_disaggregated_inference"
-    assert "LeaderWorkerSet" in result.not_applicable.justification and "llm-d.ai/role" in result.not_applicable.justification
+    assert (
+        "LeaderWorkerSet" in result.not_applicable.justification
+        and "llm-d.ai/role" in result.not_applicable.justification
+    )
     assert set(verdicts(result)) == set(di.SUBCHECKS)
 
 
