@@ -590,7 +590,7 @@ def draw_versions(ax: Any, result: Any) -> None:
         ax.text(0.5, 0.5, "no accelerator node", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    frame = frame.fillna("")
+    frame = frame.astype(object).where(frame.notna(), "")
     nodes = list(dict.fromkeys(frame["node"]))
     cols = ["driver", "cuda"]
     states = list(STATE_COLOURS)
