@@ -205,7 +205,7 @@ def draw_pools(ax: Any, result: Any) -> None:
     ax.set_yticks(range(len(labels)), labels, fontsize="x-small")
     ax.set_xticks([0.5, 1.5], ["Accepted", "ResolvedRefs"])
     ax.set_xlim(0, 2)
-    ax.set_title("InferencePools as their gateways report them")
+    ax.set_title("InferencePool backends as the gateways report them")
 
 
 # --- the check -------------------------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def run(ctx: CheckContext) -> None:
             observed = describe_conditions(parent)
             ok = parent_condition(parent, "Accepted") == "True" and parent_condition(parent, "ResolvedRefs") == "True"
             ctx.series("pools").add(
-                pool=f"{ns}/{pool['metadata']['name']} (probe)",
+                pool=f"{ns}/{pool['metadata']['name']} (probe, via its HTTPRoute)",
                 parent=f"{gateway['metadata']['namespace']}/{gateway['metadata']['name']}",
                 accepted=parent_condition(parent, "Accepted") or "",
                 resolved_refs=parent_condition(parent, "ResolvedRefs") or "",

@@ -318,22 +318,26 @@ def draw_topology(ax: Any, result: Any) -> None:
         ax.set_axis_off()
         return
     counts = frame.groupby(["node", "role"]).size().unstack(fill_value=0).reindex(columns=list(ROLES), fill_value=0)
+    logged = (
+        frame["has_request_id"].astype(str) == "True" if "has_request_id" in frame else frame["role"] != frame["role"]
+    )
+    hits = frame[logged].groupby(["node", "role"]).size()
     colours = {"prefill": "#1f6feb", "decode": "#8250df"}
-    bottom = [0] * len(counts)
+    left = [0] * len(counts)
     for role in ROLES:
-        ax.barh(counts.index.astype(str), counts[role], left=bottom, color=colours[role], label=f"{role} pods")
-        bottom = [b + v for b, v in zip(bottom, counts[role], strict=True)]
-    if "has_request_id" in frame:
-        hits = frame[frame["has_request_id"].astype(str) == "True"]
-        for _, row in hits.iterrows():
-            ax.annotate(
-                f"request id in {row['role']} {row['pod']}",
-                (0.02, list(counts.index).index(row["node"])),
-                xycoords=("axes fraction", "data"),
-                fontsize="x-small",
-                va="center",
-                color="white",
-            )
+        ax.barh(counts.index.astype(str), counts[role], left=left, color=colours[role], label=f"{role} pods")
+        for i, (node, n) in enumerate(counts[role].items()):
+            if n:  # each segment says how many of its pods logged the request id
+                ax.text(
+                    left[i] + n / 2,
+                    i,
+                    f"{n} {role}\nid logged by {hits.get((node, role), 0)}",
+                    ha="center",
+                    va="center",
+                    color="white",
+                    fontsize="small",
+                )
+        left = [b + v for b, v in zip(left, counts[role], strict=True)]
     ax.set_xlabel("pods")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize="x-small", loc="lower right")
