@@ -30,6 +30,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "driver_runtime_management",
     "virtualized_accelerator",
     "gpu_sharing",
+    "high_performance_networking",
     "advanced_inference_ingress",
     "disaggregated_inference",
     "ai_service_metrics",
