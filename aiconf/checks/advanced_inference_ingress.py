@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from aiconf import display
-from aiconf.checks.disaggregated_inference import parent_condition
+from aiconf.checks.disaggregated_inference import mark_not_applicable, parent_condition
 from aiconf.context import CheckContext
 from aiconf.errors import ConfigError, WaitTimeout
 from aiconf.kube import condition
@@ -235,22 +235,17 @@ def run(ctx: CheckContext) -> None:
         )
         gateway_api = bool(ctx.kube.served_versions("gateway.networking.k8s.io"))
         if not pool_api:
-            ctx.not_applicable(
+            mark_not_applicable(
+                ctx,
                 "no_gateway_api_inference_extension",
                 "The platform does not offer the Gateway API Inference Extension: the InferencePool API is not served "
                 f"(searched {GAIE_GROUP} v1 and {GAIE_X_GROUP} v1alpha2; InferenceObjective/InferenceModel "
                 f"{'served' if objective_api else 'not served either'}; Gateway API "
                 f"{'served' if gateway_api else 'not served'}), so no gateway routes to model-server pools.",
+                "InferencePool is not served",
+                SUBCHECKS,
+                INFORMATIONAL,
             )
-            for sub in SUBCHECKS:
-                ctx.record(
-                    sub,
-                    Verdict.NOT_APPLICABLE,
-                    "InferencePool is not served",
-                    required=sub not in INFORMATIONAL,
-                    expected="InferencePool served",
-                    observed="not served",
-                )
             ctx.does_not_prove("anything about inference-aware ingress: the platform offers none")
             return
         ctx.record(

@@ -363,6 +363,20 @@ def _not_attempted(ctx: CheckContext, verdict: Verdict, why: str) -> None:
             ctx.record(sub, verdict, f"not attempted: {why}", required=sub not in INFORMATIONAL)
 
 
+def mark_not_applicable(
+    ctx: CheckContext,
+    reason_code: str,
+    justification: str,
+    summary: str,
+    subchecks: tuple[str, ...],
+    informational: tuple[str, ...],
+) -> None:
+    """The requirement's condition does not hold: the drafted justification, and every sub-check NOT_APPLICABLE."""
+    ctx.not_applicable(reason_code, justification)
+    for sub in subchecks:
+        ctx.record(sub, Verdict.NOT_APPLICABLE, summary, required=sub not in informational)
+
+
 def _searched(params: Any) -> str:
     apis = "; ".join(f"{name} ({group}: {', '.join(kinds)})" for name, group, kinds in FRAMEWORKS)
     where = f"namespace {params.disagg_namespace}" if params.disagg_namespace else "every namespace"
@@ -387,20 +401,15 @@ def run(ctx: CheckContext) -> None:
             ctx.series("topology").add(**row)
 
         if not frameworks and not role_pods.any():
-            ctx.not_applicable(
+            mark_not_applicable(
+                ctx,
                 "no_disaggregated_inference",
                 "The platform offers no disaggregated (prefill/decode) inference: none of the frameworks that provide it "
                 f"is installed and no workload runs separate prefill and decode roles. Searched: {_searched(p)}.",
+                "no P/D framework API and no prefill/decode pods",
+                SUBCHECKS,
+                INFORMATIONAL,
             )
-            for sub in SUBCHECKS:
-                ctx.record(
-                    sub,
-                    Verdict.NOT_APPLICABLE,
-                    "no P/D framework API and no prefill/decode pods",
-                    required=sub not in INFORMATIONAL,
-                    expected="a P/D framework or role pods",
-                    observed="none",
-                )
             ctx.does_not_prove("anything about disaggregated inference: the platform offers none")
             return
         ctx.record(

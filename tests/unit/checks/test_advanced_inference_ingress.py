@@ -185,3 +185,10 @@ def test_gaie_apis_without_a_gateway_fail(tmp_path):
     assert result.verdict is Verdict.FAIL
     assert result.subcheck("gateway_class_accepted").verdict is Verdict.FAIL
     assert set(verdicts(result)) == set(aii.SUBCHECKS) and kube.created == []
+
+
+def test_preflight_needs_the_inference_pool_api():
+    p = load_parameters(None, {"checklist_version": "1.36"})
+    assert aii.preflight(FakeKube(gaie=False), p)[0] is False
+    ok, detail = aii.preflight(FakeKube(), p)
+    assert ok and "inference.networking.k8s.io/v1" in detail and "manual evidence" in detail

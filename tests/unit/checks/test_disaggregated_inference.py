@@ -259,3 +259,11 @@ def test_no_route_to_the_roles_is_unknown(tmp_path, gateway_factory):
 def test_malformed_disagg_route_is_a_config_error(tmp_path, gateway_factory):
     result = run_fake(tmp_path, FakeKube(PD_PODS, gateway=gateway_factory()), disagg_route="just-a-name")
     assert result.verdict is Verdict.ERROR and "disagg_route" in result.error["message"]
+
+
+def test_preflight_names_what_it_found():
+    p = load_parameters(None, {"checklist_version": "1.36"})
+    assert di.preflight(FakeKube([]), p) == (False, "no P/D framework or role pods")
+    ok, detail = di.preflight(FakeKube([], groups={"nvidia.com": ["DynamoGraphDeployment"]}), p)
+    assert not ok and "NVIDIA Dynamo served but no prefill/decode pods" in detail
+    assert di.preflight(FakeKube(PD_PODS), p) == (True, "1 prefill and 1 decode pods")
