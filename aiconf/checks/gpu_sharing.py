@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiconf.checks.accelerator_metrics import (
-    WORKLOAD_DIR,
     AccelNode,
     free_accelerators,
-    node_tolerations,
+    load_pod,
     quantity,
     wait_free_accelerators,
     workloads_configmap,
@@ -272,50 +271,21 @@ def justification(nodes: list[SharingNode], reason: str) -> str:
 
 
 def probe_pod(name: str, namespace: str, node: SharingNode, p: Any, *, configmap: str, hold_s: int) -> dict[str, Any]:
-    """One pod holding one unit of ``node.resource`` on ``node``; it prints the device probe's document, then holds."""
-    spec: dict[str, Any] = {
-        "nodeSelector": {"kubernetes.io/hostname": node.name},
-        "tolerations": node_tolerations(node.accel(), (p.gpu_taint_key,)),
-        "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": 1,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "containers": [
-            {
-                "name": "probe",
-                "image": p.image_python,
-                "imagePullPolicy": p.image_pull_policy,
-                "command": ["python3", "-c", LAUNCHER, str(hold_s), "--label", name],
-                "env": [{"name": "HOME", "value": "/tmp"}],
-                "resources": {
-                    "requests": {"cpu": "10m", "memory": "32Mi"},
-                    "limits": {"memory": "128Mi", node.resource: "1"},
-                },
-                # Listing and opening GPU device nodes (mode 0666) needs neither root nor a capability.
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 65534,
-                    "allowPrivilegeEscalation": False,
-                    "capabilities": {"drop": ["ALL"]},
-                    "readOnlyRootFilesystem": True,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "volumeMounts": [
-                    {"name": "workloads", "mountPath": WORKLOAD_DIR, "readOnly": True},
-                    {"name": "tmp", "mountPath": "/tmp"},
-                ],
-            }
-        ],
-        "volumes": [{"name": "workloads", "configMap": {"name": configmap}}, {"name": "tmp", "emptyDir": {}}],
+    """One pod holding one unit of ``node.resource`` on ``node``; it prints the device probe's document, then holds.
+
+    Built on accelerator_metrics' load pod (pinned, tolerating the node's taints, restricted: listing and opening
+    GPU device nodes, mode 0666, needs neither root nor a capability); only the command and the request differ.
+    """
+    pod = load_pod(name, namespace, node.accel(), p, simulated=True, configmap=configmap)
+    pod["metadata"]["labels"] = {PHASE_LABEL: "share"}
+    container = pod["spec"]["containers"][0]
+    container["name"] = "probe"
+    container["command"] = ["python3", "-c", LAUNCHER, str(hold_s), "--label", name]
+    container["resources"] = {
+        "requests": {"cpu": "10m", "memory": "32Mi"},
+        "limits": {"memory": "128Mi", node.resource: "1"},
     }
-    if p.runtime_class_name:
-        spec["runtimeClassName"] = p.runtime_class_name
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": {PHASE_LABEL: "share"}},
-        "spec": spec,
-    }
+    return pod
 
 
 def pods_settled(pods: list[dict[str, Any]], want: int) -> bool:
