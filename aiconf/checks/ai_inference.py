@@ -158,6 +158,10 @@ class SplitJudgement:
             f"{self.to_canary} of {self.answered} answered requests reached v2: {self.observed:.1%} "
             f"(interval {lo:.1%}-{hi:.1%}, binomial p={self.p_value:.3g}) vs configured {self.configured:.0%}"
         )
+        if not self.answered:
+            return f"none of {self.sent} requests was answered by a backend: " + ", ".join(
+                f"{k} x{v}" for k, v in sorted(self.failures.items())
+            )
         if self.failures:
             text += f"; {self.sent - self.answered} of {self.sent} not answered by a backend: " + ", ".join(
                 f"{k} x{v}" for k, v in sorted(self.failures.items())
@@ -537,6 +541,24 @@ def route_host(listener: dict[str, Any] | None, namespace: str) -> str:
     return name or f"{namespace}.inference.aiconf.test"
 
 
+def route_changes(intended: dict[str, Any], stored: dict[str, Any]) -> list[str]:
+    """Weights and header matches the API server stored differently from what the check created."""
+    changes = []
+    rules_in, rules_out = intended["spec"]["rules"], (stored.get("spec") or {}).get("rules") or []
+    if len(rules_in) != len(rules_out):
+        return [f"{len(rules_out)} rules stored, {len(rules_in)} created"]
+    for i, (a, b) in enumerate(zip(rules_in, rules_out, strict=True)):
+        for ra, rb in zip(a["backendRefs"], b.get("backendRefs") or [], strict=False):
+            wa, wb = ra.get("weight", 1), rb.get("weight", 1)
+            if (ra["name"], wa) != (rb.get("name"), wb):
+                changes.append(f"rule {i}: backend {ra['name']} weight {wa} stored as {rb.get('name')} weight {wb}")
+        ha = [h for m in a.get("matches") or [] for h in m.get("headers") or []]
+        hb = [h for m in b.get("matches") or [] for h in m.get("headers") or []]
+        if [(h["name"].lower(), h["value"]) for h in ha] != [(h["name"].lower(), h["value"]) for h in hb]:
+            changes.append(f"rule {i}: header matches {ha} stored as {hb}")
+    return changes
+
+
 def route_parent_status(route: dict[str, Any] | None, parent: tuple[str, str]) -> dict[str, Any] | None:
     for ps in ((route or {}).get("status") or {}).get("parents") or []:
         ref = ps.get("parentRef") or {}
@@ -856,7 +878,8 @@ def _run(ctx: CheckContext, p: Any) -> None:
             ctx.record(
                 "gateway_programmed",
                 Verdict.FAIL,
-                f"{what} not Programmed within {p.inference_gateway_timeout_s}s: no implementation programmed it ({e.last_seen})",
+                f"{what} not Accepted and Programmed with an address within {p.inference_gateway_timeout_s}s "
+                f"(last conditions: {e.last_seen})",
                 expected="Accepted=True, Programmed=True and an address in status",
                 observed=e.last_seen,
             )
@@ -871,7 +894,14 @@ def _run(ctx: CheckContext, p: Any) -> None:
 
     with ctx.step("the HTTPRoute: weighted backends and a model-header rule"):
         host = route_host(http_listener(gw), ns)
-        ctx.create(http_route("inference", ns, parent, host, p))
+        intended = http_route("inference", ns, parent, host, p)
+        stored = ctx.create(intended)
+        if stored.get("spec", {}).get("rules") != intended["spec"]["rules"]:
+            # Defaults (weight 1, PathPrefix /) are filled in by the API server; anything else was changed by
+            # admission. The traffic is judged against what the check asked for.
+            changed = route_changes(intended, stored)
+            if changed:
+                ctx.note(f"the stored HTTPRoute differs from the one the check created: {'; '.join(changed)}")
         try:
             route = ctx.kube.wait_for(
                 GW_V1,
@@ -968,6 +998,13 @@ def _judge(ctx: CheckContext, p: Any, rows: list[dict], client: str, url: str) -
             version=r["version"] or "",
             latency_ms=r["latency_ms"],
             error=r["error"],
+        )
+    warm = [r for r in rows if r["kind"] == "warmup"]
+    ctx.metric("warm_up", {"requests": len(warm), "outcomes": sorted({outcome(r) for r in warm})})
+    if warm and not any(outcome(r) in VERSIONS for r in warm):
+        ctx.note(
+            f"no warm-up request was answered by a backend within {p.inference_route_timeout_s}s: the route is "
+            "Accepted but the data plane never served it"
         )
     split_rows = [r for r in rows if r["kind"] == "split"]
     header_rows = [r for r in rows if r["kind"] == "header"]
