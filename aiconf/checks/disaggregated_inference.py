@@ -76,15 +76,25 @@ def detect_frameworks(kube: Any) -> list[dict[str, str]]:
 
 
 def role_of(pod: dict[str, Any], role_labels: list[str]) -> tuple[str, str] | None:
-    """``(role, label key)`` when one of ``role_labels`` names a prefill or decode role (``VllmPrefillWorker``,
-    ``prefill``, ``decode`` ...), else None."""
+    """``(role, label key)`` when one of ``role_labels`` names a prefill or decode role (``prefill``,
+    ``VllmDecodeWorker`` ...), else None. A value naming both (llm-d's ``prefill-decode``, ``both``) is an aggregated
+    server, not a phase."""
     labels = (pod.get("metadata") or {}).get("labels") or {}
     for key in role_labels:
         value = str(labels.get(key, "")).lower()
-        for role in ROLES:
-            if role in value:
-                return role, key
+        named = [role for role in ROLES if role in value]
+        if len(named) == 1:
+            return named[0], key
     return None
+
+
+def all_container_logs(kube: Any, pod: dict[str, Any], tail_lines: int) -> str:
+    """Every container's log of ``pod`` (llm-d logs the hand-over in the decode pod's routing sidecar)."""
+    meta = pod["metadata"]
+    names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []] or [None]
+    return "\n".join(
+        kube.pod_logs(meta["name"], meta["namespace"], container=name, tail_lines=tail_lines) for name in names
+    )
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
@@ -538,8 +548,7 @@ def run(ctx: CheckContext) -> None:
             logs: dict[str, dict[str, str]] = {r: {} for r in ROLES}
             for role in ROLES:
                 for pod in role_pods.ready(role)[: p.disagg_max_pods_per_role]:
-                    meta = pod["metadata"]
-                    logs[role][meta["name"]] = ctx.kube.pod_logs(meta["name"], meta["namespace"], tail_lines=2000)
+                    logs[role][pod["metadata"]["name"]] = all_container_logs(ctx.kube, pod, tail_lines=2000)
             return logs
 
         # Logs are written asynchronously and cannot be watched: read them until the id shows in both roles, bounded.

@@ -40,9 +40,10 @@ def pod(name: str, labels: dict[str, str], *, ready: bool = True, node: str = "n
             ("decode", "nvidia.com/dynamo-sub-component-type"),
         ),
         ({"llm-d.ai/role": "both"}, None),
+        ({"llm-d.ai/role": "prefill-decode"}, None),  # llm-d's aggregated server: both phases in one pod
         ({"app": "prefill-cache"}, None),  # a key not in disagg_role_labels never counts
     ],
-    ids=["llm-d", "dynamo-style", "neither-role", "unlisted-key"],
+    ids=["llm-d", "dynamo-style", "neither-role", "aggregated", "unlisted-key"],
 )
 def test_role_of(labels, expected):
     assert di.role_of(pod("p", labels), ["llm-d.ai/role", "nvidia.com/dynamo-sub-component-type"]) == expected
@@ -155,6 +156,11 @@ class FakeKube:
 
     def pod_logs(self, name: str, namespace: str, container: str | None = None, tail_lines: int = 500) -> str:
         role = "prefill" if "prefill" in name else "decode"
+        containers = next(p for p in self.pods if p["metadata"]["name"] == name)["spec"].get("containers") or []
+        if container is None and len(containers) > 1:  # what the API server answers (Kube.pod_logs returns it)
+            return "<logs unavailable: 400 a container name must be specified for pod " + name + ">"
+        if container not in (None, "routing-proxy"):
+            return "INFO engine started"  # the model server's own container logs no request ids here
         return "\n".join(self.gateway.logs[role]) if self.gateway else ""
 
     def sample(self, fn, interval_s, until, timeout_s, what):
@@ -267,3 +273,11 @@ def test_preflight_names_what_it_found():
     ok, detail = di.preflight(FakeKube([], groups={"nvidia.com": ["DynamoGraphDeployment"]}), p)
     assert not ok and "NVIDIA Dynamo served but no prefill/decode pods" in detail
     assert di.preflight(FakeKube(PD_PODS), p) == (True, "1 prefill and 1 decode pods")
+
+
+def test_request_id_logged_by_a_sidecar_container_counts(tmp_path, gateway_factory):
+    decode = pod("decode-0", {"llm-d.ai/role": "decode"})
+    decode["spec"]["containers"] = [{"name": "vllm"}, {"name": "routing-proxy"}]
+    result = run_fake(tmp_path, FakeKube([PD_PODS[0], decode], gateway=gateway_factory()))
+    assert result.subcheck("request_id_in_both_roles").verdict is Verdict.PASS
+    assert result.verdict is Verdict.PASS
