@@ -272,6 +272,8 @@ SIGNAL_KINDS = ("node label", "extended resource", "DRA device", "DeviceClass")
 
 def draw_signals(ax: Any, result: Any) -> None:
     """vGPU signals found per kind, beside how many objects of that kind were searched."""
+    from matplotlib.ticker import MaxNLocator
+
     found = [s.get("kind") for s in result.metrics.get("signals") or []]
     searched = result.metrics.get("searched") or {}
     of = {"node label": "nodes", "extended resource": "nodes", "DRA device": "slices", "DeviceClass": "classes"}
@@ -283,6 +285,7 @@ def draw_signals(ax: Any, result: Any) -> None:
         )
     ax.set_yticks(range(len(SIGNAL_KINDS)), SIGNAL_KINDS)
     ax.set_xlim(0, max([*counts, 1]) * 2.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("vGPU signals")
     verdict = "no virtual accelerator found" if not any(counts) else f"{sum(counts)} vGPU signal(s)"
     ax.set_title(verdict)

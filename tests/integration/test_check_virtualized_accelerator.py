@@ -8,10 +8,10 @@ restored and test objects deleted afterwards):
 
 from __future__ import annotations
 
-import contextlib
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +20,9 @@ from aiconf.kube import Kube
 from aiconf.model import Verdict
 from aiconf.params import load_parameters
 from aiconf.sandbox import realnode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_check_driver_runtime_management import labels_changed, why
 
 pytestmark = pytest.mark.sandbox
 CHECK = "virtualized_accelerator"
@@ -32,16 +35,6 @@ def kube(kube_sandbox) -> Kube:
     return Kube.connect(str(kube_sandbox.kubeconfig))
 
 
-@contextlib.contextmanager
-def labels_changed(kube: Kube, node: str, changes: dict[str, str | None]) -> Iterator[None]:
-    before = kube.get("v1", "Node", node)["metadata"].get("labels") or {}
-    kube.patch("v1", "Node", node, {"metadata": {"labels": changes}})
-    try:
-        yield
-    finally:
-        kube.patch("v1", "Node", node, {"metadata": {"labels": {k: before.get(k) for k in changes}}})
-
-
 def run(kube_sandbox, tmp_path, **overrides):
     rid = f"itest-vgpu-{uuid.uuid4().hex[:6]}"
     params = load_parameters("sandbox", {"kubeconfig": str(kube_sandbox.kubeconfig), **overrides})
@@ -49,10 +42,6 @@ def run(kube_sandbox, tmp_path, **overrides):
     result = run_check(CHECK, params, run_id=rid, run_dir=tmp_path / rid)
     print(f"\n[measure] {CHECK}: {result.verdict} in {time.monotonic() - started:.1f}s")
     return result, rid
-
-
-def why(result) -> tuple:
-    return result.reason, [(s.id, s.verdict, s.summary) for s in result.subchecks]
 
 
 def kwok_gpu_node(kube: Kube) -> str:
