@@ -20,9 +20,11 @@
 #    implements GAIE resolves the pool (`ResolvedRefs=True`); one that does not refuses it (e.g. `InvalidKind`):
 #    FAIL.
 # 5. *Metric-aware routing.* Showing that requests follow the endpoint picker's metric-based choices needs the
-#    platform's endpoint picker; this check records it as UNKNOWN and names the evidence to attach: the upstream
-#    GAIE conformance suite run against the gateway class (next section). The check therefore never PASSes on API
-#    presence or route status alone.
+#    platform's endpoint picker. The check judges it from the upstream GAIE conformance suite's report
+#    (`gaie_conformance_report`, see the section below): its Gateway profile's core tests, which include routing
+#    that follows the endpoint picker, must have succeeded for the installed GAIE version (the InferencePool CRD's
+#    `bundle-version`). Without a report it is UNKNOWN. The check therefore never PASSes on API presence or route
+#    status alone.
 #
 # In the local sandbox there is no GAIE implementation: the tests install GAIE's CRDs (v1.4.0, from its Go module)
 # and the sandbox's Traefik gateway refuses the pool backend, so the verdict is FAIL, as it should be.
@@ -36,6 +38,7 @@ context = ""
 checklist_version = ""
 gaie_gateway = ""
 gaie_route_timeout_s = 30
+gaie_conformance_report = ""
 
 # %%
 from aiconf import display
@@ -67,12 +70,13 @@ display.subchecks(result)
 #
 # KAR-0011's automated test is GAIE's own conformance suite. Its backends are mock echo servers and its endpoint
 # picker is the upstream image, so it needs no accelerator. Where the Go toolchain and the images are available,
-# run it against the gateway class and attach its report to the submission:
+# run it against the gateway class, then rerun this notebook with `gaie_conformance_report` set to its report:
 #
 # ```bash
 # git clone https://github.com/kubernetes-sigs/gateway-api-inference-extension && cd gateway-api-inference-extension
 # git checkout <the release matching the installed CRDs>
-# cd conformance && go test . -args -gateway-class <gateway class name>
+# go test ./conformance -args -gateway-class <gateway class name> -report-output /tmp/gaie-report.yaml
+# # (plus the implementation fields the report records: -organization, -project, -url, -version, -contact)
 # ```
 #
 # Its tests cover InferencePool acceptance and resolved references, routes to pools, endpoint picker fail-open and
@@ -82,8 +86,9 @@ display.subchecks(result)
 # ## What this proves and what it does not
 #
 # The check proves whether GAIE's APIs are served and whether the platform's gateway accepts and resolves an
-# InferencePool backend. It does not prove that the endpoint picker routes on model-server metrics: that part is
-# UNKNOWN until the conformance report (or a comparable measurement) is attached.
+# InferencePool backend (a live probe). Metric-aware routing is judged from the conformance report, not measured by
+# this check: without a report it stays UNKNOWN; with one, the verdict rests on the suite's run (implementation,
+# version and date are in the sub-check's summary).
 
 # %%
 display.proves(result)

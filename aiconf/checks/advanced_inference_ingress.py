@@ -16,13 +16,15 @@ What each sub-check proves:
   check, in its namespace) is Accepted by that Gateway with ``ResolvedRefs=True``: the gateway understands pools as
   backends. ``ResolvedRefs=False`` (e.g. ``InvalidKind``) -> FAIL; no status within ``gaie_route_timeout_s`` -> FAIL.
 * ``metric_aware_routing`` (required): requests follow the endpoint picker's decisions on advertised metrics
-  (e.g. queue depth). The check cannot show this without an endpoint picker it can configure: UNKNOWN, with the
-  upstream GAIE conformance suite named as the evidence to attach. So this check never PASSes on API presence or
-  route status alone.
+  (e.g. queue depth). The check does not run an endpoint picker itself: it judges the upstream GAIE conformance
+  suite's report given in ``gaie_conformance_report`` (Gateway profile core tests, which include routing that follows
+  the endpoint picker, for the installed GAIE version: PASS; failures: FAIL; a report for another version: UNKNOWN).
+  Without a report: UNKNOWN, naming the suite. So this check never PASSes on API presence or route status alone.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -38,6 +40,7 @@ from aiconf.registry import check
 GAIE_GROUP = "inference.networking.k8s.io"
 GAIE_X_GROUP = "inference.networking.x-k8s.io"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
+BUNDLE_ANNOTATION = "inference.networking.k8s.io/bundle-version"
 PROBE_APP = "gaie-probe"
 #: What the upstream suite is run with (KAR-0011's automated test).
 CONFORMANCE_HINT = (
@@ -175,6 +178,39 @@ def describe_conditions(parent: dict[str, Any] | None) -> str:
         f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')})"
         for c in parent.get("conditions") or []
     )
+
+
+def installed_bundle_version(kube: Any) -> str:
+    """The GAIE release the InferencePool CRD came from (its ``bundle-version`` annotation); "" when unknown."""
+    crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"inferencepools.{GAIE_GROUP}")
+    return str(((crd or {}).get("metadata") or {}).get("annotations", {}).get(BUNDLE_ANNOTATION, ""))
+
+
+def judge_conformance_report(doc: Any, installed_version: str) -> tuple[Verdict, str]:
+    """The verdict on metric-aware routing from a GAIE conformance report (``kind: ConformanceReport``): PASS when its
+    Gateway profile's core tests succeeded with none failed, for the installed GAIE version."""
+    if not isinstance(doc, dict) or doc.get("kind") != "ConformanceReport":
+        return Verdict.UNKNOWN, "the file given is not a conformance report (kind ConformanceReport)"
+    version = str(
+        doc.get("GatewayAPIInferenceExtensionVersion") or doc.get("gatewayAPIInferenceExtensionVersion") or ""
+    )
+    impl = doc.get("implementation") or {}
+    who = f"{impl.get('project', '?')} {impl.get('version', '?')} on {doc.get('date', '?')}, GAIE {version or '?'}"
+    if not version or (installed_version and version != installed_version):
+        return Verdict.UNKNOWN, (
+            f"the report ({who}) is not for the installed GAIE version {installed_version or '(unknown)'}: rerun the "
+            "suite at the installed release"
+        )
+    profile = next((x for x in doc.get("profiles") or [] if x.get("name") == "Gateway"), None)
+    core = (profile or {}).get("core") or {}
+    stats = core.get("statistics") or {}
+    passed, failed = int(stats.get("Passed", 0) or 0), int(stats.get("Failed", 0) or 0)
+    counts = f"{passed} passed, {failed} failed, {int(stats.get('Skipped', 0) or 0)} skipped"
+    if profile is None or not core:
+        return Verdict.UNKNOWN, f"the report ({who}) has no Gateway profile core results"
+    if core.get("result") == "success" and failed == 0 and passed > 0:
+        return Verdict.PASS, f"GAIE conformance, Gateway profile core: success ({counts}); report: {who}"
+    return Verdict.FAIL, f"GAIE conformance, Gateway profile core: {core.get('result')} ({counts}); report: {who}"
 
 
 # --- chart -----------------------------------------------------------------------------------------------------------
@@ -365,16 +401,40 @@ def run(ctx: CheckContext) -> None:
                 observed=observed,
             )
 
-    ctx.record(
-        "metric_aware_routing",
-        Verdict.UNKNOWN,
-        "not shown by this check: routing on advertised metrics needs the platform's endpoint picker; "
-        + CONFORMANCE_HINT,
-        expected="requests follow the endpoint picker's metric-based decisions",
-        observed="not measured",
-    )
-    ctx.note("Manual evidence for metric-aware routing: " + CONFORMANCE_HINT)
-    ctx.does_not_prove(
-        "that the endpoint picker routes on model-server metrics (queue depth, KV cache): attach the "
-        "GAIE conformance report"
-    )
+    with ctx.step("judge metric-aware routing"):
+        installed = installed_bundle_version(ctx.kube)
+        if not p.gaie_conformance_report:
+            ctx.record(
+                "metric_aware_routing",
+                Verdict.UNKNOWN,
+                "not shown by this check: routing on advertised metrics needs the platform's endpoint picker; "
+                + CONFORMANCE_HINT
+                + ", then set gaie_conformance_report to the report file",
+                expected="requests follow the endpoint picker's metric-based decisions",
+                observed="not measured; no conformance report given",
+            )
+            ctx.note("Manual evidence for metric-aware routing: " + CONFORMANCE_HINT)
+            ctx.does_not_prove(
+                "that the endpoint picker routes on model-server metrics (queue depth, KV cache): attach the "
+                "GAIE conformance report"
+            )
+            return
+        try:
+            text = Path(p.gaie_conformance_report).expanduser().read_text()
+            doc = yaml.safe_load(text)
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"gaie_conformance_report {p.gaie_conformance_report}: {e}") from None
+        ctx.save_evidence("gaie-conformance-report.yaml", text)
+        verdict, summary = judge_conformance_report(doc, installed)
+        ctx.record(
+            "metric_aware_routing",
+            verdict,
+            summary,
+            expected="the upstream GAIE conformance suite's Gateway profile passed (core tests, none failed) for the "
+            f"installed GAIE version ({installed or 'unknown'})",
+            observed=summary,
+        )
+        ctx.does_not_prove(
+            "that this check ran the GAIE conformance suite: metric-aware routing is judged from the report given in "
+            "gaie_conformance_report (its implementation and date are in the summary)"
+        )

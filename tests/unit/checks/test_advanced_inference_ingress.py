@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 
 from aiconf.checks import advanced_inference_ingress as aii
 from aiconf.errors import WaitTimeout
@@ -98,6 +99,9 @@ class FakeKube:
         return copy.deepcopy(obj)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        if kind == "CustomResourceDefinition":
+            annotations = {aii.BUNDLE_ANNOTATION: "v1.4.0"}
+            return {"metadata": {"name": name, "annotations": annotations}} if self.gaie else None
         route = next((o for o in self.created if o["kind"] == kind and o["metadata"]["name"] == name), None)
         if route is not None and self.route_status is not None:
             route = copy.deepcopy(route)
@@ -128,8 +132,8 @@ class FakeKube:
         return ""
 
 
-def run_fake(tmp_path, kube: FakeKube):
-    params = load_parameters(None, {"checklist_version": "1.36", "gaie_route_timeout_s": 1})
+def run_fake(tmp_path, kube: FakeKube, **overrides: Any):
+    params = load_parameters(None, {"checklist_version": "1.36", "gaie_route_timeout_s": 1, **overrides})
     return run_check("advanced_inference_ingress", params, kube=kube, run_dir=tmp_path, progress=lambda m: None)
 
 
@@ -192,3 +196,64 @@ def test_preflight_needs_the_inference_pool_api():
     assert aii.preflight(FakeKube(gaie=False), p)[0] is False
     ok, detail = aii.preflight(FakeKube(), p)
     assert ok and "inference.networking.k8s.io/v1" in detail and "manual evidence" in detail
+
+
+def report(version: str = "v1.4.0", result: str = "success", passed: int = 13, failed: int = 0) -> dict:
+    """The shape of the upstream suite's report (as published under conformance/reports/ upstream)."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "ConformanceReport",
+        "GatewayAPIInferenceExtensionVersion": version,
+        "date": "2026-11-01T10:00:00Z",
+        "implementation": {"project": "some-gateway", "version": "1.2.3"},
+        "profiles": [
+            {
+                "name": "Gateway",
+                "core": {"result": result, "statistics": {"Passed": passed, "Failed": failed, "Skipped": 0}},
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("doc", "installed", "expected"),
+    [
+        (report(), "v1.4.0", Verdict.PASS),
+        (report(result="failure", passed=11, failed=2), "v1.4.0", Verdict.FAIL),
+        (report(passed=0), "v1.4.0", Verdict.FAIL),  # success with nothing run proves nothing
+        (report(version="v1.0.1"), "v1.4.0", Verdict.UNKNOWN),  # another release than the installed one
+        ({"kind": "Something"}, "v1.4.0", Verdict.UNKNOWN),
+        ({**report(), "profiles": []}, "v1.4.0", Verdict.UNKNOWN),
+    ],
+    ids=["success", "failures", "nothing-passed", "other-version", "not-a-report", "no-gateway-profile"],
+)
+def test_conformance_report_judgement(doc, installed, expected):
+    verdict, summary = aii.judge_conformance_report(doc, installed)
+    assert verdict is expected, summary
+    if doc.get("kind") == "ConformanceReport" and doc.get("profiles"):
+        assert "some-gateway 1.2.3" in summary
+
+
+def test_a_matching_passing_report_and_a_resolving_gateway_pass(tmp_path):
+    path = tmp_path / "report.yaml"
+    path.write_text(yaml.safe_dump(report()))
+    result = run_fake(tmp_path, FakeKube(route_status=ACCEPTED), gaie_conformance_report=str(path))
+    assert result.verdict is Verdict.PASS, [(s.id, s.verdict, s.summary) for s in result.subchecks]
+    assert any("judged from the report" in t for t in result.does_not_prove)  # the result says where PASS came from
+
+
+def test_a_passing_report_does_not_hide_a_gateway_that_refuses_pools(tmp_path):
+    path = tmp_path / "report.yaml"
+    path.write_text(yaml.safe_dump(report()))
+    refused = [
+        {"type": "Accepted", "status": "True"},
+        {"type": "ResolvedRefs", "status": "False", "reason": "InvalidKind"},
+    ]
+    result = run_fake(tmp_path, FakeKube(route_status=refused), gaie_conformance_report=str(path))
+    assert result.verdict is Verdict.FAIL
+    assert result.subcheck("metric_aware_routing").verdict is Verdict.PASS
+
+
+def test_an_unreadable_report_is_a_config_error(tmp_path):
+    result = run_fake(tmp_path, FakeKube(route_status=ACCEPTED), gaie_conformance_report=str(tmp_path / "missing.yaml"))
+    assert result.verdict is Verdict.ERROR and "gaie_conformance_report" in result.error["message"]
