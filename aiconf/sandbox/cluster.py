@@ -662,6 +662,42 @@ class Sandbox:
                     self._launch(self._core_process(name, cfg), state)
         return cfg
 
+    # --- fault injection (reliability tests): stop one component hard, start it again as it was ---
+
+    def kill_component(self, name: str, timeout_s: float = 30) -> None:
+        """SIGKILL component ``name``'s process group (no graceful shutdown: its connections just drop)."""
+        state = self._load_state()
+        rec = (state or {}).get("processes", {}).get(name)
+        if rec is None:
+            raise SandboxError(f"the sandbox has no component '{name}'")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(rec["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while self._alive(rec):
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{name} (pid {rec['pid']}) survived SIGKILL for {timeout_s:.0f}s")
+            time.sleep(0.05)
+
+    def start_component(self, name: str) -> None:
+        """Start component ``name`` again with the command line it last ran with (after :meth:`kill_component`).
+
+        Only the command line and network namespace are recorded, not the environment: meant for the core
+        components, which take all their configuration as flags."""
+        state = self._load_state()
+        rec = (state or {}).get("processes", {}).get(name)
+        if rec is None:
+            raise SandboxError(f"the sandbox has no component '{name}'")
+        if self._alive(rec):
+            return
+        argv = list(rec["argv"])
+        if rec.get("netns") and argv[:1] == ["nsenter"]:
+            argv = argv[argv.index("--") + 1:]  # _launch puts the nsenter prefix back
+        self._launch(Process(name, argv, netns=rec.get("netns")), state)
+
+    def component_alive(self, name: str) -> bool:
+        rec = ((self._load_state() or {}).get("processes") or {}).get(name)
+        return rec is not None and self._alive(rec)
+
     def _alive(self, rec: dict) -> bool:
         pid = rec.get("pid")
         child = self._children.get(pid)

@@ -4,15 +4,13 @@ The check must retry transient errors and finish with a correct verdict, or repo
 on evidence it did not see. A watch that breaks is re-established.
 
 The restart goes through the sandbox runtime: the recorded process is killed by PID (its process group), and the same
-argv is launched again by ``Sandbox._launch``, which records the new PID so ``down`` still finds it. The tests need
+argv is launched again (``Sandbox.kill_component`` / ``start_component``), recording the new PID so ``down`` still finds it. The tests need
 the Sandbox object, so they run on the session's sandbox (or on one whose state dir holds the kubeconfig given in
 ``AICONF_TEST_KUBECONFIG``).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 import uuid
@@ -26,8 +24,7 @@ from aiconf.execute import run_check
 from aiconf.kube import Kube
 from aiconf.model import Verdict
 from aiconf.params import load_parameters
-from aiconf.sandbox.addon import Process
-from aiconf.sandbox.cluster import Sandbox, is_alive
+from aiconf.sandbox.cluster import Sandbox
 
 pytestmark = pytest.mark.sandbox
 
@@ -51,23 +48,16 @@ def api_ready(sb: Sandbox) -> bool:
     return bool(sb.status().get("api_ready"))
 
 
-def stop_apiserver(sb: Sandbox) -> dict:
-    """SIGKILL the API server (no graceful shutdown: connections just drop). Returns its state record."""
-    state = sb._load_state()
-    rec = state["processes"]["kube-apiserver"]
-    os.killpg(rec["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while sb._alive(rec) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not is_alive(rec["pid"], rec.get("start_time")), "kube-apiserver survived SIGKILL"
-    return state
+def stop_apiserver(sb: Sandbox) -> None:
+    """SIGKILL the API server (no graceful shutdown: connections just drop)."""
+    sb.kill_component("kube-apiserver")
+    assert not sb.component_alive("kube-apiserver"), "kube-apiserver survived SIGKILL"
 
 
-def start_apiserver(sb: Sandbox, state: dict, timeout_s: float = 180) -> float:
+def start_apiserver(sb: Sandbox, timeout_s: float = 180) -> float:
     """Launch the API server again with its recorded argv; wait for /readyz. Returns the seconds it took."""
-    rec = state["processes"]["kube-apiserver"]
     started = time.monotonic()
-    sb._launch(Process("kube-apiserver", list(rec["argv"])), state)
+    sb.start_component("kube-apiserver")
     while not api_ready(sb):
         assert time.monotonic() - started < timeout_s, sb.logs("kube-apiserver", 30)
         time.sleep(0.25)
@@ -96,9 +86,9 @@ class Restart:
         try:
             time.sleep(self.delay_s)
             t0 = time.monotonic()
-            state = stop_apiserver(self.sb)
+            stop_apiserver(self.sb)
             time.sleep(self.down_s)
-            start_apiserver(self.sb, state)
+            start_apiserver(self.sb)
             self.outage_s = time.monotonic() - t0
             print(f"[measure] kube-apiserver restarted: outage {self.outage_s:.1f}s", flush=True)
         except BaseException as e:  # surfaced by the test
@@ -117,10 +107,8 @@ class Restart:
 def healthy(sandbox):
     """Whatever a test did, the API server answers again afterwards (the session's other tests need it)."""
     yield
-    if not api_ready(sandbox):
-        state = sandbox._load_state()
-        if not sandbox._alive(state["processes"]["kube-apiserver"]):
-            start_apiserver(sandbox, state)
+    if not api_ready(sandbox) and not sandbox.component_alive("kube-apiserver"):
+        start_apiserver(sandbox)
     deadline = time.monotonic() + 120
     while sandbox.status()["state"] != "running" and time.monotonic() < deadline:
         time.sleep(1)
@@ -138,9 +126,9 @@ def test_a_broken_watch_is_re_established(sandbox, kube, healthy):
 
     def restart_then_create():
         time.sleep(2)  # the wait has listed and is watching
-        state = stop_apiserver(sandbox)
+        stop_apiserver(sandbox)
         time.sleep(2)
-        start_apiserver(sandbox, state)
+        start_apiserver(sandbox)
         other = Kube.connect(str(sandbox.kubeconfig))
         other.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}})
         seen.append(time.monotonic())
@@ -163,11 +151,9 @@ def test_a_broken_watch_is_re_established(sandbox, kube, healthy):
 
 def test_a_wait_that_loses_the_api_server_for_good_is_cluster_access_error_not_timeout(sandbox, kube, healthy):
     """A 'nothing happens for N s' wait must not conclude from a period it could not see."""
-    state: dict = {}
-
     def stop_soon():
         time.sleep(2)
-        state.update(stop_apiserver(sandbox))
+        stop_apiserver(sandbox)
 
     threading.Thread(target=stop_soon, daemon=True).start()
     quick = Kube.connect(str(sandbox.kubeconfig), retries=2)
@@ -178,7 +164,7 @@ def test_a_wait_that_loses_the_api_server_for_good_is_cluster_access_error_not_t
     assert "lost the API server" in str(err.value) and "nothing to happen in default" in str(err.value)
     assert took < 10 + 30  # bounded: the wait's timeout plus the client's retries
     print(f"\n[measure] {err.value} (after {took:.1f}s)")
-    start_apiserver(sandbox, state)
+    start_apiserver(sandbox)
 
 
 def test_gang_scheduling_survives_an_api_server_restart_during_its_hold(kube_sandbox, sandbox, kube, healthy, tmp_path):
@@ -233,23 +219,21 @@ def test_an_api_server_gone_for_longer_than_the_retries_is_error_with_the_reason
     if not kube.has_kind("kueue.x-k8s.io/v1beta2", "ClusterQueue"):
         pytest.skip("Kueue is not running in this cluster")
     p = params(kube_sandbox, gang_node_selector="type=kwok", api_retries=2, cleanup_timeout_s=20)
-    state: dict = {}
+    stopped = threading.Event()
     fired = threading.Event()
 
     def progress(line: str) -> None:
         print(line, flush=True)
         if "hold a gang of" in line and not fired.is_set():
             fired.set()
-            threading.Thread(target=lambda: (time.sleep(2), state.update(stop_apiserver(sandbox))), daemon=True).start()
+            threading.Thread(target=lambda: (time.sleep(2), stop_apiserver(sandbox), stopped.set()), daemon=True).start()
 
     rid = f"itest-apidown-{uuid.uuid4().hex[:6]}"
     try:
         result = run_check("gang_scheduling", p, run_id=rid, run_dir=tmp_path, progress=progress)
     finally:
-        while fired.is_set() and not state:
-            time.sleep(0.1)
-        if state:
-            start_apiserver(sandbox, state)
+        if fired.is_set() and stopped.wait(60):
+            start_apiserver(sandbox)
     print(f"\n[measure] API server down for good: {result.verdict}: {result.reason}")
     assert result.verdict is Verdict.ERROR
     assert result.error["step"].startswith("hold a gang of")
