@@ -318,6 +318,8 @@ def promql(namespace: str) -> dict[str, str]:
         "histogram_count": f"sum by (job) (aiconf_request_duration_seconds_count{{{model}}})",
         "histogram_buckets": f"count(aiconf_request_duration_seconds_bucket{{{model}}})",
         "queue_gauge": f"count(aiconf_requests_running{{{sel}}})",
+        "scraped_at": f"max by (job) (timestamp(aiconf_requests_total{{{model}}}))",
+        "now": "time()",
     }
 
 
@@ -334,17 +336,31 @@ def vector_by(answer: Any, label: str = "job") -> dict[str, float]:
     return out
 
 
+def server_time(answer: Any) -> float | None:
+    """The evaluation time of a ``time()`` answer: the monitoring system's own clock (no clock skew to the runner)."""
+    try:
+        return float(answer["data"]["result"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
 def scalar(answer: Any) -> float:
     """The value of a one-series answer (0 when it has none)."""
     values = vector_by(answer, "")
     return next(iter(values.values()), 0.0)
 
 
-def judge_counter(per_job: dict[str, float], sent: int, failed: int) -> tuple[Verdict, str]:
+def judge_counter(per_job: dict[str, float], sent: int, failed: int, fresh: bool = True) -> tuple[Verdict, str]:
+    """``fresh``: every job's last sample was scraped after the last send (a scrape lagging behind shows fewer)."""
     if not per_job:
         return Verdict.FAIL, f"aiconf_requests_total for this run's namespace never appeared after {sent} requests"
     wrong = {j: v for j, v in per_job.items() if v != sent}
     jobs = ", ".join(f"{j or '(no job)'}={v:g}" for j, v in sorted(per_job.items()))
+    if not wrong and not fresh:
+        return Verdict.UNKNOWN, (
+            f"aiconf_requests_total = {sent} ({jobs}), but no scrape after the last send was collected in time: "
+            "requests served later would not show yet"
+        )
     if not wrong:
         extra = f" (in each of {len(per_job)} scrape jobs)" if len(per_job) > 1 else ""
         return Verdict.PASS, f"aiconf_requests_total = {sent} = the completions sent{extra}: {jobs}"
@@ -706,8 +722,12 @@ def run(ctx: CheckContext) -> None:
         state: dict[str, Any] = {}
 
         def take() -> dict[str, Any]:
-            done = sender.done.is_set()  # read before the query: a sample taken after the last send
+            done = sender.done.is_set()  # read before the queries: a sample taken after the last send
+            if done and state.get("after") is None:
+                # The monitoring system's clock once the sends are over: only a scrape that started later saw them all.
+                state["after"] = server_time(query("now"))
             counter, hist = vector_by(query("counter")), vector_by(query("histogram_count"))
+            scraped = vector_by(query("scraped_at"))
             series.add(
                 t_s=round(time.monotonic() - t0, 2),
                 sent=sender.sent,
@@ -715,11 +735,18 @@ def run(ctx: CheckContext) -> None:
                 histogram_count=sum(hist.values()) if hist else None,
                 jobs=len(counter),
             )
-            state.update(done=done, counter=counter, hist=hist)
+            after = state.get("after")
+            fresh = after is not None and all(scraped.get(j, 0) >= after for j in counter)
+            state.update(done=done, counter=counter, hist=hist, fresh=fresh)
             return state
 
         def settled(s: dict[str, Any]) -> bool:
-            return bool(s["done"]) and bool(s["counter"]) and all(v == sender.ok for v in s["counter"].values())
+            # Equal to the sends in a scrape newer than the last send: collected. Above them: a counter never comes
+            # back down, waiting cannot help.
+            values = s["counter"].values()
+            if not (s["done"] and values):
+                return False
+            return max(values) > sender.ok or (s["fresh"] and all(v == sender.ok for v in values))
 
         try:
             ctx.kube.sample(
@@ -729,7 +756,8 @@ def run(ctx: CheckContext) -> None:
                 p.service_metrics_send_s + p.service_metrics_query_timeout_s,
                 f"{queries['counter']} == the completions sent",
             )
-            collected = time.monotonic()
+            exact = state["fresh"] and all(v == sender.ok for v in state["counter"].values())
+            collected = time.monotonic() if exact else None
         except WaitTimeout:
             collected = None
         if not state.get("done"):  # timed out while sending: let the bounded sender finish, take a last sample
@@ -741,7 +769,9 @@ def run(ctx: CheckContext) -> None:
             milestones["counter == K"] = collected - created
             ctx.metric("collection_latency_s", round(collected - t0, 2))
         ctx.metric("milestones_s", {k: round(v, 2) for k, v in milestones.items()})
-        verdict, summary = judge_counter(state.get("counter") or {}, sender.ok, len(sender.failed))
+        verdict, summary = judge_counter(
+            state.get("counter") or {}, sender.ok, len(sender.failed), bool(state.get("fresh"))
+        )
         ctx.record(
             "counter_matches_requests",
             verdict,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 from typing import Any
 
 import pytest
@@ -60,6 +61,7 @@ class FakeKube:
         counter_offset: int = 0,
         buckets: int = 13,
         query_down: bool = False,
+        scrapes_stop: bool = False,
     ):
         self.services = services or []
         self.instances = instances or []
@@ -67,6 +69,7 @@ class FakeKube:
         self.otel_pods = otel_pods or []
         self.collects = collects or (lambda created: True)
         self.counter_offset, self.buckets, self.query_down = counter_offset, buckets, query_down
+        self.scrapes_stop = scrapes_stop  # the last scrape is from before the sends ended
         self.stats = Stats("v1", "serve", "stub-0")
         self.created: list[dict] = []
         self.patched: list[tuple] = []
@@ -137,6 +140,8 @@ class FakeKube:
             raise ApiException(status=503, reason="Service Unavailable")
         promql = query["query"]
         self.queries.append(promql)
+        if promql == "time()":
+            return {"status": "success", "data": {"resultType": "scalar", "result": [time.time(), str(time.time())]}}
         return {"status": "success", "data": {"resultType": "vector", "result": self.answer(promql)}}
 
     def answer(self, promql: str) -> list[dict]:
@@ -152,6 +157,8 @@ class FakeKube:
         served = sum(n for (model, _), n in self.stats.requests.items() if model == asm.MODEL)
         if promql.startswith("count(aiconf_inference_stub_info"):
             return one(1)
+        if "timestamp(" in promql:  # each query is a fresh scrape, unless scrapes stopped before the sends ended
+            return one(1.0 if self.scrapes_stop else time.time(), job=job) if served else []
         if "aiconf_requests_total" in promql:
             return one(served + self.counter_offset, job=job) if served else []
         if "aiconf_request_duration_seconds_count" in promql:
@@ -280,6 +287,14 @@ def test_counter_that_differs_from_the_requests_sent_fails(tmp_path, offset):
     assert result.verdict is Verdict.FAIL, explain(result)
     sub = subs(result)["counter_matches_requests"]
     assert sub.verdict is Verdict.FAIL and f"={7 + offset}" in sub.summary
+    assert "counter == K" not in result.metrics["milestones_s"]
+
+
+def test_a_counter_never_scraped_after_the_last_send_is_not_a_pass(tmp_path):
+    result = run_fake(tmp_path, FakeKube(services=[PROM_SERVICE], scrapes_stop=True))
+    sub = subs(result)["counter_matches_requests"]
+    assert sub.verdict is Verdict.UNKNOWN and "no scrape after the last send" in sub.summary
+    assert result.verdict is Verdict.UNKNOWN
 
 
 def test_histogram_without_buckets_fails(tmp_path):
@@ -373,6 +388,7 @@ def test_judge_counter():
     assert asm.judge_counter({"a": 10.0}, 5, 0)[0] is Verdict.FAIL  # double counted
     assert asm.judge_counter({}, 5, 0)[0] is Verdict.FAIL
     assert asm.judge_counter({"a": 6.0}, 5, 1)[0] is Verdict.UNKNOWN  # a failed send may have been served
+    assert asm.judge_counter({"a": 5.0}, 5, 0, fresh=False)[0] is Verdict.UNKNOWN  # a lagging scrape shows fewer
 
 
 def test_preflight(tmp_path):
