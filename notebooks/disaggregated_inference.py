@@ -17,7 +17,8 @@
 #    installed but nothing deployed on it: UNKNOWN.
 # 2. *Roles.* At least one Ready prefill pod and one Ready decode pod; which node runs each (the topology chart).
 # 3. *Route.* The HTTPRoute serving the deployment (`disagg_route`, else one whose backend Service or InferencePool
-#    selects role pods) and the address and listener of its Gateway.
+#    selects role pods, else the only route in the role pods' namespace, e.g. to a frontend) and the address and
+#    listener of its Gateway.
 # 4. *Request.* One OpenAI-style completion (`disagg_request_path`) through the Gateway with a unique
 #    `disagg_request_id_header`; HTTP 200 and generated text are expected.
 # 5. *Correlation.* The request id is searched in the logs of each role's pods for up to `disagg_log_wait_s`.

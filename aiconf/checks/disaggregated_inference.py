@@ -14,7 +14,7 @@ What each sub-check proves:
   the role labels in ``disagg_role_labels``. Framework APIs served but no role pods -> UNKNOWN (nothing deployed to
   test); role pods of one role only, or not Ready -> FAIL.
 * ``request_served`` (required): an HTTPRoute (``disagg_route``, else one whose backend Service or InferencePool
-  selects role pods) and its Gateway answer a completion request carrying a unique ``disagg_request_id_header`` with
+  selects role pods, else the only route in the role pods' namespace, e.g. to a frontend) and its Gateway answer a completion request carrying a unique ``disagg_request_id_header`` with
   HTTP 200 and a completion. No route found -> UNKNOWN; another status -> FAIL.
 * ``request_id_in_both_roles`` (required): that request id appears in the logs of a prefill pod and of a decode pod.
   In one role only -> FAIL (the request provably skipped a phase); in neither -> UNKNOWN (the framework may not log
@@ -280,7 +280,8 @@ def find_route(kube: Any, params: Any, role_pods: RolePods) -> tuple[dict[str, A
     if not kube.has_kind("gateway.networking.k8s.io/v1", "HTTPRoute"):
         return None, "Gateway API HTTPRoute is not served"
     pods = [p for role in ROLES for p in role_pods.pods[role]]
-    for route in kube.list("gateway.networking.k8s.io/v1", "HTTPRoute", params.disagg_namespace or None):
+    routes = kube.list("gateway.networking.k8s.io/v1", "HTTPRoute", params.disagg_namespace or None)
+    for route in routes:
         ns = route["metadata"]["namespace"]
         for rule in (route.get("spec") or {}).get("rules") or []:
             for ref in rule.get("backendRefs") or []:
@@ -299,7 +300,17 @@ def find_route(kube: Any, params: Any, role_pods: RolePods) -> tuple[dict[str, A
                         f"HTTPRoute {ns}/{route['metadata']['name']}: its backend {ref.get('kind', 'Service')} "
                         f"{ref_ns}/{ref['name']} selects role pods"
                     )
-    return None, "no HTTPRoute has a backend Service or InferencePool that selects the prefill/decode pods"
+    # A frontend in front of the roles (Dynamo's Frontend, a router) selects neither role: the one route in the
+    # roles' namespace is then the way in.
+    role_namespaces = {p["metadata"]["namespace"] for p in pods}
+    local = [r for r in routes if r["metadata"]["namespace"] in role_namespaces]
+    if len(local) == 1:
+        meta = local[0]["metadata"]
+        return local[0], f"HTTPRoute {meta['namespace']}/{meta['name']}: the only route in the role pods' namespace"
+    return None, (
+        "no HTTPRoute has a backend Service or InferencePool that selects the prefill/decode pods, and the role pods' "
+        f"namespaces hold {len(local)} routes"
+    )
 
 
 def _get_pool(kube: Any, group: str, name: str, namespace: str) -> dict[str, Any] | None:

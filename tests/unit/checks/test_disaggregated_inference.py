@@ -110,8 +110,11 @@ class FakeKube:
         groups: dict[str, list[str]] | None = None,
         gateway: Gateway | None = None,
         route: bool = True,
+        backend: str = "decode",
+        route_namespace: str = "llm",
     ):
         self.pods, self.groups, self.gateway, self.with_route = pods, groups or {}, gateway, route
+        self.backend, self.route_namespace = backend, route_namespace
 
     def version(self) -> dict:
         return {"gitVersion": "v1.36.0"}
@@ -136,10 +139,10 @@ class FakeKube:
         return {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
-            "metadata": {"name": "llm", "namespace": "llm"},
+            "metadata": {"name": "llm", "namespace": self.route_namespace},
             "spec": {
                 "parentRefs": [{"name": "gw", "namespace": "infra"}],
-                "rules": [{"backendRefs": [{"name": "decode", "port": 8000}]}],
+                "rules": [{"backendRefs": [{"name": self.backend, "port": 8000}]}],
             },
             "status": {"parents": [{"conditions": [{"type": "Accepted", "status": "True"}]}]},
         }
@@ -147,6 +150,8 @@ class FakeKube:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         if kind == "Service" and name == "decode":
             return {"spec": {"selector": {"llm-d.ai/role": "decode"}}}
+        if kind == "Service" and name == "frontend":  # a frontend that selects neither role (Dynamo style)
+            return {"spec": {"selector": {"app": "frontend"}}}
         if kind == "Gateway" and self.gateway:
             return {
                 "spec": {"listeners": [{"name": "http", "protocol": "HTTP", "port": self.gateway.port}]},
@@ -281,3 +286,16 @@ def test_request_id_logged_by_a_sidecar_container_counts(tmp_path, gateway_facto
     result = run_fake(tmp_path, FakeKube([PD_PODS[0], decode], gateway=gateway_factory()))
     assert result.subcheck("request_id_in_both_roles").verdict is Verdict.PASS
     assert result.verdict is Verdict.PASS
+
+
+def test_the_only_route_in_the_roles_namespace_is_used_for_a_frontend(tmp_path, gateway_factory):
+    result = run_fake(tmp_path, FakeKube(PD_PODS, gateway=gateway_factory(), backend="frontend"))
+    assert result.verdict is Verdict.PASS
+    assert "the only route in the role pods' namespace" in result.metrics["request"]["route"]
+
+
+def test_a_frontend_route_elsewhere_is_not_guessed(tmp_path, gateway_factory):
+    kube = FakeKube(PD_PODS, gateway=gateway_factory(), backend="frontend", route_namespace="other")
+    result = run_fake(tmp_path, kube)
+    assert result.verdict is Verdict.UNKNOWN
+    assert result.subcheck("request_served").verdict is Verdict.UNKNOWN
