@@ -23,8 +23,10 @@
 #    keeping the pod off the capable nodes, must stay Pending (Unschedulable).
 # 3. *Attach.* The pod holding the NIC lists its own interfaces (`/sys/class/net`, the default route, InfiniBand
 #    devices); an interface besides loopback and the primary one must be there.
-# 4. *Data path.* A transfer between two pods over the secondary interface is not automated in this version: the
-#    sub-check stays UNKNOWN, for iperf3 / `ib_write_bw` evidence to be attached.
+# 4. *Data path.* When the first pod's secondary interface has an IPv4 address, a second pod holding the same kind
+#    of NIC (on another node when one offers it) sends `hpn_data_mib` MiB to that address over TCP (busybox `nc`).
+#    PASS needs the client's kernel route to the address to leave through one of its secondary interfaces and the
+#    server to count every byte. RDMA-only interfaces (no IP address) stay UNKNOWN: attach `ib_write_bw` evidence.
 #
 # **What runs where.** Everything is created in the check's own namespace (labelled with the run id, deleted at the
 # end). In the local sandbox there is no NIC driver: tests publish a simulated NIC ResourceSlice for one kwok node.
@@ -44,6 +46,8 @@ hpn_capability_selector = ""
 hpn_extended_resource_patterns = ["^rdma/", "sriov", "^nvidia.com/(hostdev|rdma)", "infiniband"]
 hpn_schedule_timeout_s = 30
 hpn_attach_timeout_s = 120
+hpn_data_mib = 64
+hpn_data_port = 5201
 sample_interval_s = 2
 image_utility = "busybox:1.36"
 image_pull_policy = "IfNotPresent"

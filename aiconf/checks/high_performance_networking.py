@@ -18,9 +18,11 @@ What each sub-check proves:
   network interface besides loopback and the primary (default-route) one, or an InfiniBand device. Read from the
   pod's own ``/sys/class/net``, ``/proc/net/route`` and ``/sys/class/infiniband``. UNKNOWN when the pod landed on a
   simulated (kwok) node, where no container runs.
-* ``data_path`` (required): data crossing the specialised interface between two pods is not automated in this
-  version: UNKNOWN (attach iperf3/``ib_write_bw`` evidence) when a secondary interface was seen, otherwise UNKNOWN
-  or NOT_APPLICABLE with the reason.
+* ``data_path`` (required): a second pod holding the same kind of NIC (on another node when one offers it) sends
+  ``hpn_data_mib`` MiB over TCP to the first pod's secondary IPv4 address; PASS needs the client's kernel route to
+  that address to leave through one of its secondary interfaces and the server to count every byte. UNKNOWN when
+  the interface has no IP address (RDMA-only: attach ``ib_write_bw`` evidence), when no second pod can be placed,
+  or when attach was not shown.
 
 With no NIC DRA devices, no NIC DeviceClass, no NetworkAttachmentDefinition and no RDMA/SR-IOV extended resource the
 requirement is NOT_APPLICABLE, with a drafted justification naming what was searched. Discovery alone never passes.
@@ -204,8 +206,18 @@ def justification(d: Discovery) -> str:
 
 
 def parse_probe_log(log: str) -> dict[str, Any]:
-    """What the probe container printed: interfaces, the default-route one, InfiniBand devices, IPv4 per interface."""
-    out: dict[str, Any] = {"interfaces": [], "default": "", "infiniband": [], "addresses": {}, "seen": False}
+    """What a probe container printed: interfaces, the default-route one, InfiniBand devices, IPv4 per interface, and
+    for the data path the client's route and send result and the server's received byte count."""
+    out: dict[str, Any] = {
+        "interfaces": [],
+        "default": "",
+        "infiniband": [],
+        "addresses": {},
+        "seen": False,
+        "route": "",
+        "received": None,
+        "sent": {},
+    }
     for line in log.splitlines():
         key, _, rest = line.partition(":")
         rest = rest.strip()
@@ -218,6 +230,12 @@ def parse_probe_log(log: str) -> dict[str, Any]:
         elif key == "aiconf-addr" and rest:
             name, _, addr = rest.partition(" ")
             out["addresses"][name] = addr.strip()
+        elif key == "aiconf-route":
+            out["route"] = rest
+        elif key == "aiconf-received" and rest.isdigit():
+            out["received"] = int(rest)
+        elif key == "aiconf-sent":
+            out["sent"] = dict(kv.split("=", 1) for kv in rest.split() if "=" in kv)
     return out
 
 
@@ -246,25 +264,49 @@ def nic_claim_template(
     }
 
 
-#: Prints what the kernel shows the pod (busybox applets only), then idles until deleted.
-PROBE_SCRIPT = (
+#: Prints what the kernel shows the pod (busybox applets only).
+INTERFACES_SCRIPT = (
     "echo \"aiconf-ifaces: $(ls /sys/class/net | tr '\\n' ' ')\"; "
     'echo "aiconf-default: $(awk \'$2=="00000000"{print $1; exit}\' /proc/net/route)"; '
     "echo \"aiconf-ib: $(ls /sys/class/infiniband 2>/dev/null | tr '\\n' ' ')\"; "
     "for i in $(ls /sys/class/net); do echo \"aiconf-addr: $i $(ip -4 -o addr show dev $i 2>/dev/null | awk '{print $4}')\"; done; "
-    "sleep 3600"
 )
 
 
+def server_script(port: int) -> str:
+    """Interfaces, then count the bytes of one TCP connection on ``port`` (the idle ``sleep`` keeps nc's stdin open:
+    busybox nc quits when its stdin ends), then idle until deleted."""
+    return INTERFACES_SCRIPT + f"sleep 3600 | nc -l -p {port} | wc -c | sed 's/^/aiconf-received: /'; sleep 3600"
+
+
+def client_script(target: str, port: int, mib: int) -> str:
+    """Interfaces, the route the kernel picks to ``target``, then send ``mib`` MiB of zeros there (timed by uptime)."""
+    return INTERFACES_SCRIPT + (
+        f'echo "aiconf-route: $(ip route get {target} | head -1)"; '
+        "s=$(cut -d' ' -f1 /proc/uptime); "
+        f"dd if=/dev/zero bs=1048576 count={mib} 2>/dev/null | nc -w 10 {target} {port}; "
+        "echo \"aiconf-sent: rc=$? start=$s end=$(cut -d' ' -f1 /proc/uptime)\"; sleep 3600"
+    )
+
+
 def probe_pod(
-    name: str, namespace: str, params: Any, *, template: str = "", nad: str = "", avoid_nodes: list[str] | None = None
+    name: str,
+    namespace: str,
+    params: Any,
+    *,
+    template: str = "",
+    nad: str = "",
+    avoid_nodes: list[str] | None = None,
+    script: str = "",
 ) -> dict[str, Any]:
-    """A pod holding a NIC through a claim (``template``) or a Multus network (``nad``), optionally kept off nodes."""
+    """A pod holding a NIC through a claim (``template``) or a Multus network (``nad``), optionally kept off nodes.
+
+    By default it prints its interfaces and then serves the data-path transfer (``script`` replaces that)."""
     container: dict[str, Any] = {
         "name": "probe",
         "image": params.image_utility,
         "imagePullPolicy": params.image_pull_policy,
-        "command": ["sh", "-c", PROBE_SCRIPT],
+        "command": ["sh", "-c", script or server_script(params.hpn_data_port)],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -546,8 +588,10 @@ def run_scheduling(ctx: CheckContext, d: Discovery) -> tuple[str, str] | None:
     selector = p.hpn_capability_selector or capability_selector(driver, p.hpn_capability_attribute)
     capable_nodes = sorted({x.node for x in d.devices if x.capable and x.driver == driver})
     ctx.metric("hpn_cel_selector", selector)
+    ctx.metric("hpn_device_class", dc_name)
     ctx.metric("hpn_capable_nodes", capable_nodes)
     api = f"{GROUP}/{d.dra_version}"
+    ctx.metric("hpn_dra_api", api)
     ns = ctx.namespace()
     timeline = ctx.series("timeline")
     timeline.t0 = time.monotonic()
@@ -667,6 +711,16 @@ def run_scheduling(ctx: CheckContext, d: Discovery) -> tuple[str, str] | None:
     return (ns, PROBE) if node else None
 
 
+def _last_warning(ctx: CheckContext, ns: str, pod: str) -> str:
+    """The newest Warning event of ``pod`` (kubelet's reason it cannot start: e.g. the NIC driver is not registered)."""
+    warnings = [
+        e
+        for e in ctx.kube.events(ns)
+        if e.get("type") == "Warning" and (e.get("involvedObject") or {}).get("name") == pod
+    ]
+    return f"{warnings[-1].get('reason')}: {warnings[-1].get('message', '')}" if warnings else ""
+
+
 def _wait_scheduling(ctx: CheckContext, ns: str, name: str) -> dict[str, Any] | None:
     try:
         return ctx.kube.wait_for(
@@ -737,7 +791,7 @@ def run_attach(ctx: CheckContext, attach_pod: tuple[str, str] | None) -> None:
             ctx.record(
                 "secondary_interface_attached",
                 Verdict.FAIL,
-                f"the pod holding the NIC did not run: {e.last_seen}",
+                f"the pod holding the NIC did not run: {_last_warning(ctx, ns, name) or e.last_seen}",
                 expected="pod Running with an extra interface",
                 observed=e.last_seen,
             )
@@ -765,12 +819,147 @@ def run_attach(ctx: CheckContext, attach_pod: tuple[str, str] | None) -> None:
             node=node,
             addresses=seen["addresses"],
         )
+        if not ok:
+            ctx.record(
+                "data_path",
+                Verdict.UNKNOWN,
+                "not reached: no secondary interface in the pod",
+                expected="two pods exchange data over the secondary interface",
+            )
+            return
+    run_data_path(ctx, ns, name, node, seen)
+
+
+def secondary_target(seen: dict[str, Any]) -> tuple[str, str] | None:
+    """(interface, IPv4 address) of the first secondary interface that has an address; None when none has one."""
+    for iface in extra_interfaces(seen):
+        addr = seen["addresses"].get(iface, "").split("/")[0]
+        if addr:
+            return iface, addr
+    return None
+
+
+def judge_transfer(client: dict[str, Any], server: dict[str, Any], target: str, mib: int) -> tuple[bool, str]:
+    """Did ``mib`` MiB go from the client to ``target`` through one of the client's secondary interfaces?"""
+    route_dev = re.search(r"\bdev (\S+)", client["route"])
+    via = route_dev.group(1) if route_dev else ""
+    extra = extra_interfaces(client)
+    if via not in extra:
+        return False, (
+            f"the client's route to {target} leaves through {via or 'no interface'}, not a secondary "
+            f"interface ({', '.join(extra) or 'none in the client'})"
+        )
+    if client["sent"].get("rc") != "0":
+        return False, f"the client's send to {target} failed (nc rc={client['sent'].get('rc')})"
+    want = mib * 1048576
+    if server["received"] != want:
+        return False, f"the server received {server['received']} bytes of {want}"
+    return True, f"{mib} MiB sent to {target} through the client's {via} and received in full"
+
+
+def run_data_path(ctx: CheckContext, ns: str, server: str, server_node: str | None, seen: dict[str, Any]) -> None:
+    """A second pod holding the same kind of NIC sends a fixed amount of data to the first one's secondary address."""
+    p = ctx.params
+    expected = (
+        f"{p.hpn_data_mib} MiB from a second pod to the first one's secondary address, over a secondary interface"
+    )
+    target = secondary_target(seen)
+    if target is None:
         ctx.record(
             "data_path",
             Verdict.UNKNOWN,
-            "a transfer between two pods over the secondary interface is not automated in this version: attach "
-            "iperf3 or ib_write_bw evidence"
-            if ok
-            else "not reached: no secondary interface in the pod",
-            expected="two pods exchange data over the secondary interface",
+            "the secondary interface has no IPv4 address (RDMA-only): an "
+            "ib_write_bw-style transfer needs manual evidence",
+            expected=expected,
+            observed="no address",
         )
+        return
+    iface, address = target
+    pod = ctx.kube.get("v1", "Pod", server, ns) or {}
+    claims = pod.get("spec", {}).get("resourceClaims") or []
+    nad = (pod.get("metadata", {}).get("annotations") or {}).get(MULTUS_ANNOTATION, "")
+    with ctx.step(f"send {p.hpn_data_mib} MiB from a second pod to {address} ({iface})"):
+        if claims:  # the same request as the first pod's claim
+            m = ctx.result.metrics
+            ctx.create(
+                nic_claim_template(
+                    "nic-peer", ns, m["hpn_dra_api"], m["hpn_device_class"], m["hpn_cel_selector"], ctx.labels
+                )
+            )
+        others = [n for n in ctx.result.metrics.get("hpn_capable_nodes", []) if n != server_node]
+        peer = probe_pod(
+            "nic-peer",
+            ns,
+            p,
+            template="nic-peer" if claims else "",
+            nad=nad,
+            avoid_nodes=[server_node] if server_node and (others or nad) else None,
+            script=client_script(address, p.hpn_data_port, p.hpn_data_mib),
+        )
+        ctx.create(peer)
+        peer_node, unschedulable = _scheduling(_wait_scheduling(ctx, ns, "nic-peer"))
+        if not peer_node:
+            ctx.record(
+                "data_path",
+                Verdict.UNKNOWN,
+                f"no second pod with a NIC could be placed: {unschedulable or 'Pending'}",
+                expected=expected,
+                observed=unschedulable or "Pending",
+            )
+            return
+        try:
+            ctx.kube.wait_for(
+                "v1",
+                "Pod",
+                "nic-peer",
+                ns,
+                lambda o: (o or {}).get("status", {}).get("phase") == "Running",
+                p.hpn_attach_timeout_s,
+                "the data-path client pod to run",
+            )
+            client_log = ctx.kube.sample(
+                lambda: ctx.kube.pod_logs("nic-peer", ns),
+                p.sample_interval_s,
+                lambda text: bool(parse_probe_log(text)["sent"]),
+                p.hpn_attach_timeout_s,
+                "the client's send result",
+            )
+            server_log = ctx.kube.sample(
+                lambda: ctx.kube.pod_logs(server, ns),
+                p.sample_interval_s,
+                lambda text: parse_probe_log(text)["received"] is not None,
+                p.hpn_attach_timeout_s,
+                "the server's received byte count",
+            )
+        except WaitTimeout as e:
+            ctx.record(
+                "data_path",
+                Verdict.FAIL,
+                f"the transfer did not complete: {e}",
+                expected=expected,
+                observed=e.last_seen,
+            )
+            return
+        ctx.save_evidence("data_path_client.log", client_log)
+        ctx.save_evidence("data_path_server.log", server_log)
+        client, received = parse_probe_log(client_log), parse_probe_log(server_log)
+        ok, summary = judge_transfer(client, received, address, p.hpn_data_mib)
+        try:
+            seconds = float(client["sent"]["end"]) - float(client["sent"]["start"])
+        except (KeyError, ValueError):
+            seconds = 0.0
+        if ok and seconds > 0:
+            ctx.metric("hpn_data_path_mib_per_s", round(p.hpn_data_mib / seconds, 1))
+            summary += f" in {seconds:.2f}s (~{p.hpn_data_mib / seconds:.0f} MiB/s, one TCP stream, coarse clock)"
+        ctx.record(
+            "data_path",
+            Verdict.PASS if ok else Verdict.FAIL,
+            summary,
+            expected=expected,
+            observed=f"route: {client['route'] or '?'}; sent: {client['sent']}; received: {received['received']}",
+            client_node=peer_node,
+            server_node=server_node,
+        )
+        if peer_node == server_node:
+            ctx.note("the data-path pods share a node (only one node offers the NIC): the transfer did not cross nodes")
+        ctx.does_not_prove("RDMA verbs traffic or line-rate bandwidth (one TCP stream of zeros through busybox nc)")

@@ -194,6 +194,8 @@ class FakeKube:
             time.sleep(0.01)
 
     def pod_logs(self, name: str, namespace: str, container: str | None = None, tail_lines: int = 500) -> str:
+        if isinstance(self.logs, dict):
+            return self.logs.get(name, "")
         return self.logs or ""
 
 
@@ -393,3 +395,67 @@ def test_multus_only_is_unknown_and_partially_implemented(tmp_path):
     assert v["secondary_interface_attached"] is Verdict.UNKNOWN  # the pod was bound to a simulated node
     probe = next(o for o in kube.created if o["kind"] == "Pod")
     assert probe["metadata"]["annotations"][hpn.MULTUS_ANNOTATION] == "net/sriov-a"
+
+
+# --- the data path -------------------------------------------------------------------------------------------------
+
+SERVER_LOG = "aiconf-ifaces: lo eth0 net1\naiconf-default: eth0\naiconf-addr: net1 192.168.5.2/24\n"
+CLIENT_LOG = "aiconf-ifaces: lo eth0 net1\naiconf-default: eth0\naiconf-addr: net1 192.168.5.3/24\n"
+FULL = f"aiconf-received: {64 * 1048576}\n"
+
+
+def test_transfer_judgement():
+    client = hpn.parse_probe_log(
+        CLIENT_LOG + "aiconf-route: 192.168.5.2 dev net1  src 192.168.5.3\naiconf-sent: rc=0 start=1 end=2"
+    )
+    server = hpn.parse_probe_log(SERVER_LOG + FULL)
+    assert hpn.secondary_target(server) == ("net1", "192.168.5.2")
+    assert hpn.judge_transfer(client, server, "192.168.5.2", 64)[0]
+    over_primary = {**client, "route": "192.168.5.2 via 10.244.0.1 dev eth0  src 10.244.0.3"}
+    ok, why = hpn.judge_transfer(over_primary, server, "192.168.5.2", 64)
+    assert not ok and "eth0" in why
+    short = hpn.parse_probe_log(SERVER_LOG + "aiconf-received: 1024\n")
+    assert not hpn.judge_transfer(client, short, "192.168.5.2", 64)[0]
+    failed = {**client, "sent": {"rc": "1"}}
+    assert not hpn.judge_transfer(failed, server, "192.168.5.2", 64)[0]
+
+
+def two_real_nic_nodes(logs: dict) -> FakeKube:
+    nodes = [node("gpu-0"), node("real-0", kwok=False), node("real-1", kwok=False)]
+    return FakeKube(
+        slices=[rslice("real-0", NIC_DRIVER, [nic("nic-0")]), rslice("real-1", NIC_DRIVER, [nic("nic-0")])],
+        classes=[device_class("nics", NIC_DRIVER)],
+        nodes=nodes,
+        logs=logs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("route", "received", "verdict"),
+    [
+        ("192.168.5.2 dev net1  src 192.168.5.3", FULL, Verdict.PASS),
+        ("192.168.5.2 via 10.244.0.1 dev eth0  src 10.244.0.3", FULL, Verdict.FAIL),
+        ("192.168.5.2 dev net1  src 192.168.5.3", "aiconf-received: 1024\n", Verdict.FAIL),
+    ],
+    ids=["over-secondary", "over-primary", "bytes-lost"],
+)
+def test_data_path_between_two_real_nodes(tmp_path, route, received, verdict):
+    client = CLIENT_LOG + f"aiconf-route: {route}\naiconf-sent: rc=0 start=10.00 end=10.50\n"
+    kube = two_real_nic_nodes({hpn.PROBE: SERVER_LOG + received, "nic-peer": client})
+    result = run_fake(tmp_path, kube)
+    assert verdicts(result)["secondary_interface_attached"] is Verdict.PASS
+    assert verdicts(result)["data_path"] is verdict, result.subcheck("data_path").summary
+    assert result.verdict is verdict
+    peer = next(o for o in kube.created if o["kind"] == "Pod" and o["metadata"]["name"] == "nic-peer")
+    assert "real-0" in str(peer["spec"]["affinity"])  # kept off the server's node: the transfer crosses nodes
+    assert "nc -w 10 192.168.5.2 5201" in peer["spec"]["containers"][0]["command"][2]
+    if verdict is Verdict.PASS:
+        assert result.metrics["hpn_data_path_mib_per_s"] == 128.0
+
+
+def test_data_path_without_an_address_on_the_secondary_interface_is_unknown(tmp_path):
+    kube = two_real_nic_nodes({hpn.PROBE: "aiconf-ifaces: lo eth0 ib0\naiconf-default: eth0\naiconf-ib: mlx5_0\n"})
+    result = run_fake(tmp_path, kube)
+    assert verdicts(result)["secondary_interface_attached"] is Verdict.PASS
+    assert verdicts(result)["data_path"] is Verdict.UNKNOWN and "RDMA-only" in result.subcheck("data_path").summary
+    assert not [o for o in kube.created if o["metadata"]["name"] == "nic-peer"]
