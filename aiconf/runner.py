@@ -181,7 +181,6 @@ def run(
 
     stop = threading.Event()
     outcomes: dict[str, NotebookOutcome] = {}
-    exclusive_lock = threading.Lock()
     checklist = checklists.load()
     handler = _CellLogHandler(progress)
     pm_logger = logging.getLogger("papermill")
@@ -192,20 +191,45 @@ def run(
     # From here on a SIGINT/SIGTERM interrupts the checks (they clean up) and the run ends with the sweep below.
     previous = _install_signal_handlers(stop, progress, run_dir / STOP_MARKER)
 
+    # Workers take the next check that may start now: capacity-changing ("exclusive") checks never overlap, and a
+    # worker does not sit waiting for the exclusive slot while other checks could run.
+    pending = list(plan.selected)
+    slot = threading.Condition()
+    exclusive_running = False
+
+    def take() -> str | None:
+        nonlocal exclusive_running
+        with slot:
+            while pending and not stop.is_set():
+                for i, rid in enumerate(pending):
+                    if not checklist.get(rid).exclusive:
+                        return pending.pop(i)
+                    if not exclusive_running:
+                        exclusive_running = True
+                        return pending.pop(i)
+                slot.wait(0.5)  # only exclusive checks are left and one runs; wake up to notice a stop too
+            return None
+
+    def release(rid: str) -> None:
+        nonlocal exclusive_running
+        if checklist.get(rid).exclusive:
+            with slot:
+                exclusive_running = False
+                slot.notify_all()
+
     def one(rid: str) -> None:
-        if stop.is_set():
-            outcomes[rid] = NotebookOutcome(rid, "interrupted", error="run interrupted before this check started")
-            return
-        exclusive = checklist.get(rid).exclusive
-        with exclusive_lock if exclusive else _nullcontext():
-            if stop.is_set():
-                outcomes[rid] = NotebookOutcome(rid, "interrupted", error="run interrupted before this check started")
-                return
-            progress.started(rid)
-            outcome = execute_notebook(rid, params, plan, timeout_s=timeout_s, notebook_dir=notebook_dir, stop=stop)
-            outcomes[rid] = outcome
-            result = ensure_result(rid, plan, outcome, params)
-            progress.finished(rid, str(result.verdict), outcome.duration_s)
+        progress.started(rid)
+        outcome = execute_notebook(rid, params, plan, timeout_s=timeout_s, notebook_dir=notebook_dir, stop=stop)
+        outcomes[rid] = outcome
+        result = ensure_result(rid, plan, outcome, params)
+        progress.finished(rid, str(result.verdict), outcome.duration_s)
+
+    def worker() -> None:
+        while (rid := take()) is not None:
+            try:
+                one(rid)
+            finally:
+                release(rid)
 
     interrupted = False
     try:
@@ -215,8 +239,9 @@ def run(
             manifest["preflight"] = pre.__dict__
             if pre.status != "ok":
                 progress.line(f"[aiconf] preflight notebook {pre.status}: {pre.error}")
-        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="aiconf-nb") as pool:
-            futures = [pool.submit(one, rid) for rid in plan.selected]
+        workers = max(1, min(parallel, len(plan.selected)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aiconf-nb") as pool:
+            futures = [pool.submit(worker) for _ in range(workers)]
             for f in futures:
                 f.result()  # signal handlers still run in this (main) thread while it waits
     finally:
@@ -370,14 +395,6 @@ def exit_code(results: Any) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def _install_signal_handlers(stop: threading.Event, progress: _Progress, marker: Path | None = None) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}

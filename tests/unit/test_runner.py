@@ -1,5 +1,6 @@
 """The runner records each notebook's outcome itself (fixture notebooks for every failure mode, no cluster)."""
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -96,3 +97,45 @@ def test_plan_selects_by_version_only_and_skip():
     assert "pod_autoscaling" in p.not_selected
     p = runner.plan_run(params, only=["dra_support"])
     assert p.selected + p.not_automated == ["dra_support"]  # run by name: informational
+
+
+class _NoCluster:
+    server = "https://fake"
+
+    def __getattr__(self, name):
+        raise RuntimeError("no cluster in unit tests")
+
+
+TIMED = (
+    "import json, time\nfrom pathlib import Path\n"
+    "start = time.time()\ntime.sleep({seconds})\n"
+    "Path(output_dir, 'times-{rid}.json').write_text(json.dumps([start, time.time()]))\n"
+)
+
+
+def test_exclusive_checks_never_overlap_and_no_worker_waits_for_them_while_others_could_run(monkeypatch, tmp_path):
+    """Two capacity-changing checks and two ordinary ones on two workers: the exclusive two run one after the other,
+    and the ordinary ones run meanwhile (before, a worker sat waiting for the exclusive lock)."""
+    nbdir = tmp_path / "nb"
+    nbdir.mkdir()
+    seconds = {"cluster_autoscaling": 3, "pod_autoscaling": 3, "gang_scheduling": 1, "robust_controller": 1}
+    for rid, s in seconds.items():
+        nb_body = TIMED.replace("{seconds}", str(s)).replace("{rid}", rid)
+        param = nbformat.v4.new_code_cell(PARAMS_CELL)
+        param.metadata["tags"] = ["parameters"]
+        nb = nbformat.v4.new_notebook(cells=[param, nbformat.v4.new_code_cell(nb_body)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nbdir / f"{rid}.ipynb")
+    monkeypatch.setattr(runner, "connect", lambda params: _NoCluster())
+    monkeypatch.setattr(runner, "_sweep", lambda *a, **kw: None)
+    params = load_parameters(None, {"checklist_version": "1.36"})
+    with open(tmp_path / "progress.log", "w") as stream:
+        runner.run(params, only=list(seconds), parallel=2, output=tmp_path / "out", report=False, notebook_dir=nbdir,
+                   progress_stream=stream)
+    run_dir = next((tmp_path / "out").glob("2*"))
+    times = {rid: json.loads((run_dir / f"times-{rid}.json").read_text()) for rid in seconds}
+    ca, pa = times["cluster_autoscaling"], times["pod_autoscaling"]
+    assert ca[1] <= pa[0] or pa[1] <= ca[0], times  # the exclusive two never overlap
+    first_exclusive_end = min(ca[1], pa[1])
+    # Both ordinary checks started while the first exclusive check still ran.
+    assert times["gang_scheduling"][0] < first_exclusive_end and times["robust_controller"][0] < first_exclusive_end
