@@ -191,6 +191,7 @@ class Discovery:
     nads: list[str] = field(default_factory=list)  #: namespace/name of NetworkAttachmentDefinitions
     extended: dict[str, dict[str, str]] = field(default_factory=dict)
     searched: list[str] = field(default_factory=list)
+    node_names: list[str] = field(default_factory=list)
 
     @property
     def anything(self) -> bool:
@@ -379,6 +380,7 @@ def discover(kube: Any, params: Any) -> Discovery:
     else:
         d.searched.append("Multus is not installed (k8s.cni.cncf.io/v1 NetworkAttachmentDefinition not served)")
     nodes = kube.list("v1", "Node")
+    d.node_names = sorted(n["metadata"]["name"] for n in nodes)
     d.extended = extended_nic_resources(nodes, list(params.hpn_extended_resource_patterns))
     d.searched.append(
         f"no node of {len(nodes)} advertises an RDMA/SR-IOV device-plugin resource"
@@ -418,32 +420,31 @@ def _scheduling(pod: dict[str, Any] | None) -> tuple[str | None, str]:
 
 
 def draw_nics(ax: Any, result: Any) -> None:
-    """NIC devices per node, split by whether they publish the capability; the probe's node is marked."""
-    frame = display.series(result, "nic_devices")
-    if frame.empty:
+    """NIC devices per node (every node), split by whether they publish the capability; where the probe was bound."""
+    from matplotlib.ticker import MaxNLocator
+
+    frame = display.series(result, "nodes")
+    if frame.empty or not (frame["capable"].sum() + frame["other"].sum()):
         ax.text(0.5, 0.5, "no NIC devices published through DRA", ha="center", va="center")
         ax.set_axis_off()
         return
-    counts = frame.groupby(["node", "capable"]).size().unstack(fill_value=0)
-    capable = counts.get(True, 0 * counts.iloc[:, 0])
-    other = counts.get(False, 0 * counts.iloc[:, 0])
-    nodes = list(counts.index)
-    ax.barh(nodes, capable, color="#1a7f37", label="with the capability")
-    ax.barh(nodes, other, left=capable, color="#bbbbbb", label="without it")
+    ax.barh(frame["node"], frame["capable"], color="#1a7f37", label="with the capability")
+    ax.barh(frame["node"], frame["other"], left=frame["capable"], color="#bbbbbb", label="without it")
     landed = (result.metrics or {}).get("hpn_probe_node")
-    for i, n in enumerate(nodes):
-        if n == landed:
+    for i, row in frame.reset_index(drop=True).iterrows():
+        if row["node"] == landed:
             ax.annotate(
                 "probe pod bound here",
-                (capable.iloc[i] + other.iloc[i], i),
+                (row["capable"] + row["other"], i),
                 textcoords="offset points",
                 xytext=(6, -3),
                 fontsize="small",
             )
+    ax.set_xlim(0, max(frame["capable"] + frame["other"]) * 1.6)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("NIC devices in ResourceSlices")
     ax.set_title(f"NICs per node ({(result.metrics or {}).get('hpn_capability', 'capability')})")
     ax.legend(loc="lower right", fontsize="small")
-    ax.margins(x=0.3)
 
 
 # --- the check -------------------------------------------------------------------------------------------------------
@@ -477,6 +478,11 @@ def run(ctx: CheckContext) -> None:
             )
         ctx.metric("hpn_capability", p.hpn_capability_attribute)
         ctx.metric("hpn_nic_devices", len(d.devices))
+        for name in d.node_names:  # every node, so the chart shows where the NICs are not
+            on_node = [x for x in d.devices if x.node == name]
+            ctx.series("nodes").add(
+                node=name, capable=sum(x.capable for x in on_node), other=sum(not x.capable for x in on_node)
+            )
 
     if not d.anything:
         for sub in SUBCHECKS:

@@ -459,3 +459,27 @@ def test_data_path_without_an_address_on_the_secondary_interface_is_unknown(tmp_
     assert verdicts(result)["secondary_interface_attached"] is Verdict.PASS
     assert verdicts(result)["data_path"] is Verdict.UNKNOWN and "RDMA-only" in result.subcheck("data_path").summary
     assert not [o for o in kube.created if o["metadata"]["name"] == "nic-peer"]
+
+
+def test_chart_shows_every_node_and_where_the_probe_was_bound(tmp_path):
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    kube = FakeKube(
+        slices=[rslice("gpu-1", NIC_DRIVER, [nic("nic-0"), nic("nic-1", rdma=False)])],
+        classes=[device_class("nics", NIC_DRIVER)],
+    )
+    result = run_fake(tmp_path, kube)
+    fig, ax = plt.subplots()
+    hpn.draw_nics(ax, result)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["gpu-0", "gpu-1", "real-0"]
+    widths = [(p.get_y(), p.get_width()) for p in ax.patches]
+    assert sorted(w for _, w in widths) == [0, 0, 0, 0, 1, 1]  # gpu-1: one capable NIC, one without
+    assert [t.get_text() for t in ax.texts] == ["probe pod bound here"]
+    plt.close(fig)
+    empty, ax = plt.subplots()
+    hpn.draw_nics(ax, run_fake(tmp_path / "none", FakeKube()))
+    assert "no NIC devices" in ax.texts[0].get_text()
+    plt.close(empty)
