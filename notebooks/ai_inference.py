@@ -29,6 +29,9 @@
 # 7. *Verdict.* The split passes when every request was answered and v2's configured share lies inside the exact
 #    (Clopper-Pearson) interval of the observed share at `inference_confidence` (or within
 #    `inference_split_tolerance`); header routing must be exact (every header request served by v2).
+# 8. *Cross-check (informational).* Each backend pod's own request counter, read through the API server's pod proxy,
+#    must equal the answers the client attributed to it: the answers came from the pods, not from something in
+#    between that only sets the version header. A service mesh, if any, is reported (optional in the requirement).
 
 # %% tags=["parameters"]
 profile = ""          # parameter profile (interactive use); the runner injects final values instead
@@ -94,7 +97,9 @@ display.chart(result, "split")
 # ## Per-request latency
 #
 # Time for each request through the Gateway to a backend and back, by rule and by the version that served it. The
-# backends add no service time of their own, so this is the data plane's (and the network's) share.
+# backends add no service time of their own, so this is the data plane's (and the network's) share. Warm-up requests
+# are left out. A group of requests near 40 ms is a TCP delayed-ACK stall (a server that writes the response headers
+# and the body in two small writes waits for the peer's delayed ACK), not time the Gateway spent routing.
 
 # %%
 display.chart(result, "latency")

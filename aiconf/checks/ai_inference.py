@@ -18,6 +18,9 @@ What each sub-check proves:
   second version got is consistent with its configured weight (exact Clopper-Pearson interval at
   ``inference_confidence``, or within ``inference_split_tolerance``); both versions got traffic.
 * ``header_routing`` (required): every request carrying the model header reached the version the header rule names.
+* ``backends_counted`` (informational): each backend pod's own request counter (its ``/metrics``, read through the
+  API server's pod proxy) equals the answers the client attributed to it: the answers came from the pods, through
+  the Gateway, not from something in between that sets the version header.
 * ``mesh_integration`` (informational): a service mesh (Istio, Linkerd, Cilium, ...) or GAMMA routes (HTTPRoutes
   whose parent is a Service) are present; the requirement calls mesh integration optional.
 
@@ -36,10 +39,13 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
+
 from aiconf import display
-from aiconf.checks.accelerator_metrics import node_tolerations
+from aiconf.checks.accelerator_metrics import node_tolerations, proxy_path
 from aiconf.context import CheckContext
-from aiconf.errors import WaitTimeout
+from aiconf.errors import AiconfError, WaitTimeout
 from aiconf.facts import is_simulated
 from aiconf.kube import Kube, condition
 from aiconf.model import Verdict
@@ -74,9 +80,10 @@ SUBCHECKS = (
     "route_accepted",
     "weighted_split",
     "header_routing",
+    "backends_counted",
     "mesh_integration",
 )
-INFORMATIONAL = ("mesh_integration",)
+INFORMATIONAL = ("backends_counted", "mesh_integration")
 
 
 # --- statistics (pure) -------------------------------------------------------------------------------------------------
@@ -207,6 +214,29 @@ def judge_header(rows: list[dict[str, Any]], want: str) -> tuple[bool, dict[str,
         o = outcome(r)
         counts[o] = counts.get(o, 0) + 1
     return bool(rows) and counts.get(want, 0) == len(rows), counts
+
+
+def served_count(exposition: str) -> int:
+    """Completion requests a TEST inference server answered, from its ``aiconf_requests_total`` counter."""
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            if family.name == "aiconf_requests"
+            for sample in family.samples
+            if sample.name == "aiconf_requests_total"
+        )
+    )
+
+
+def judge_counted(client_counts: dict[str, int], pod_counts: dict[str, int | None]) -> tuple[Verdict, str]:
+    """The pods' own counters against what the client saw them answer."""
+    unread = [v for v, n in pod_counts.items() if n is None]
+    if unread:
+        return Verdict.UNKNOWN, f"counter not readable for {', '.join(unread)}"
+    text = ", ".join(f"{v}: pod counted {pod_counts[v]}, client saw {client_counts.get(v, 0)}" for v in VERSIONS)
+    same = all(pod_counts[v] == client_counts.get(v, 0) for v in VERSIONS)
+    return (Verdict.PASS if same else Verdict.FAIL), text
 
 
 # --- the client: stdlib only, run in the runner or (its source) in a client pod -------------------------------------
@@ -669,7 +699,8 @@ def draw_latency(ax: Any, result: Any) -> None:
         ax.text(0.5, 0.5, "no request latency recorded", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    frame = frame.dropna(subset=["latency_ms"])
+    # Warm-up requests measure how long the route took to be programmed, not the data plane: left out.
+    frame = frame[frame["kind"] != "warmup"].dropna(subset=["latency_ms"])
     groups = [
         (f"{kind} -> {ver}", g["latency_ms"].tolist())
         for (kind, ver), g in frame.groupby(["kind", "version"])
@@ -944,6 +975,26 @@ def _run(ctx: CheckContext, p: Any) -> None:
 
     with ctx.step("judge the split and the header routing"):
         _judge(ctx, p, rows, client, url)
+
+    with ctx.step("read the backends' own request counters"):
+        client_counts = {v: sum(1 for r in rows if outcome(r) == v) for v in VERSIONS}
+        pod_counts: dict[str, int | None] = {}
+        for version in VERSIONS:
+            try:
+                text = ctx.kube.raw("GET", proxy_path(ns, f"inference-{version}", STUB_PORT, "/metrics"))
+                pod_counts[version] = served_count(text if isinstance(text, str) else str(text))
+            except (ApiException, AiconfError) as e:  # a refused proxy (RBAC, policy): UNKNOWN, informational
+                ctx.note(f"the counter of inference-{version} could not be read through the pod proxy: {e}")
+                pod_counts[version] = None
+        verdict, text = judge_counted(client_counts, pod_counts)
+        ctx.record(
+            "backends_counted",
+            verdict,
+            text,
+            expected="each backend pod counted exactly the answers the client attributed to its version",
+            observed=text,
+            required=False,
+        )
 
 
 def _plan(p: Any, url: str, host: str) -> dict[str, Any]:

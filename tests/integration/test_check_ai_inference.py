@@ -93,6 +93,8 @@ def test_weighted_split_and_header_routing_pass_through_the_sandbox_gateway(kube
     assert result.metrics["client"]["url"] == gateway_info["url"]
     assert result.metrics["gateway_class"] == {"name": traefik.GATEWAY_CLASS, "controller": traefik.CONTROLLER}
     assert result.subcheck("mesh_integration").verdict is Verdict.NOT_APPLICABLE
+    # the pods themselves counted what the client saw them answer (read through the API server's pod proxy)
+    assert result.subcheck("backends_counted").verdict is Verdict.PASS, result.subcheck("backends_counted").summary
     assert "evidence/ai_inference/requests.csv" in result.evidence
     assert took < 60, f"the check took {took:.0f}s on the sandbox"
     assert_cleaned_up(kube, rid)

@@ -9,6 +9,7 @@ import copy
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from aiconf.checks import ai_inference as ai
 from aiconf.errors import WaitTimeout
@@ -258,6 +260,14 @@ class GatewayStandIn:
                     version = "v2"
                 else:
                     version = gw.pick()
+                if gw.mode == "impostor":  # answers in the backends' name without asking them
+                    data = json.dumps({"aiconf": {"version": version}}).encode()
+                    self.send_response(200)
+                    self.send_header("X-Aiconf-Version", version)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 conn = http.client.HTTPConnection("127.0.0.1", gw.stubs[version].server_address[1], timeout=5)
                 conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
                 resp = conn.getresponse()
@@ -406,13 +416,14 @@ class FakeKube:
     def __init__(
         self,
         url: str,
+        stubs: dict | None = None,
         *,
         served: bool = True,
         classes: list | None = None,
         programmed: bool = True,
         nodes: list | None = None,
     ):
-        self.url, self.served, self.programmed = url, served, programmed
+        self.url, self.served, self.programmed, self.stubs = url, served, programmed, stubs or {}
         self.classes = (
             classes if classes is not None else [gateway_class("traefik", "traefik.io/gateway-controller", True)]
         )
@@ -434,6 +445,11 @@ class FakeKube:
         return any(r["kind"] == kind for r in self.api_resources(api_version))
 
     def raw(self, method: str, path: str, *a: Any, **k: Any) -> Any:
+        if path.endswith("/proxy/metrics"):  # a backend pod's /metrics: the local TEST server of that version
+            version = path.split("/pods/inference-")[1].split(":")[0]
+            if version not in self.stubs:
+                raise ApiException(status=503, reason="Service Unavailable")
+            return self.stubs[version].stats.exposition()
         assert path == "/apis", path
         return {"groups": [{"name": "apps"}] + ([{"name": ai.GROUP}] if self.served else [])}
 
@@ -539,12 +555,16 @@ def gateway(stubs):
         g.close()
 
 
+def gw_args(stand_in: GatewayStandIn) -> tuple[str, dict]:
+    return stand_in.url, stand_in.stubs
+
+
 def verdicts(result) -> dict[str, Verdict]:
     return {s.id: s.verdict for s in result.subchecks}
 
 
 def test_an_implementation_that_splits_and_routes_passes(tmp_path, gateway):
-    kube = FakeKube(gateway().url)
+    kube = FakeKube(*gw_args(gateway()))
     result = run_fake(tmp_path, kube)
     assert result.verdict is Verdict.PASS, (result.reason, [(s.id, s.verdict, s.summary) for s in result.subchecks])
     assert kube.kinds().count("Pod") == 2 and "Gateway" in kube.kinds() and "HTTPRoute" in kube.kinds()
@@ -564,7 +584,7 @@ def test_an_implementation_that_splits_and_routes_passes(tmp_path, gateway):
 
 
 def test_weights_ignored_by_the_data_plane_fail(tmp_path, gateway):
-    result = run_fake(tmp_path, FakeKube(gateway("ignore_weights").url))
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway("ignore_weights"))))
     v = verdicts(result)
     assert result.verdict is Verdict.FAIL and v["route_accepted"] is Verdict.PASS
     assert v["weighted_split"] is Verdict.FAIL and v["header_routing"] is Verdict.PASS
@@ -572,7 +592,7 @@ def test_weights_ignored_by_the_data_plane_fail(tmp_path, gateway):
 
 
 def test_a_header_rule_ignored_by_the_data_plane_fails(tmp_path, gateway):
-    result = run_fake(tmp_path, FakeKube(gateway("ignore_header").url))
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway("ignore_header"))))
     v = verdicts(result)
     assert (
         result.verdict is Verdict.FAIL and v["header_routing"] is Verdict.FAIL and v["weighted_split"] is Verdict.PASS
@@ -591,7 +611,7 @@ def test_an_unreachable_gateway_fails_the_traffic_not_the_toolkit(tmp_path):
 
 
 def test_no_accepted_gateway_class_fails_before_creating_anything(tmp_path, gateway):
-    kube = FakeKube(gateway().url, classes=[gateway_class("orphan", "example.com/nobody", False)])
+    kube = FakeKube(*gw_args(gateway()), classes=[gateway_class("orphan", "example.com/nobody", False)])
     result = run_fake(tmp_path, kube)
     v = verdicts(result)
     assert result.verdict is Verdict.FAIL and v["gateway_class_accepted"] is Verdict.FAIL
@@ -606,13 +626,13 @@ def test_a_configured_class_that_is_not_accepted_fails_even_when_another_is(tmp_
         gateway_class("good", "traefik.io/gateway-controller", True),
         gateway_class("orphan", "example.com/nobody", False),
     ]
-    result = run_fake(tmp_path, FakeKube(gateway().url, classes=classes), inference_gateway_class="orphan")
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway()), classes=classes), inference_gateway_class="orphan")
     assert verdicts(result)["gateway_class_accepted"] is Verdict.FAIL
     assert "example.com/nobody" in result.subcheck("gateway_class_accepted").observed
 
 
 def test_a_gateway_never_programmed_fails(tmp_path, gateway):
-    result = run_fake(tmp_path, FakeKube(gateway().url, programmed=False))
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway()), programmed=False))
     v = verdicts(result)
     assert result.verdict is Verdict.FAIL and v["gateway_programmed"] is Verdict.FAIL
     assert "ListenersNotValid" in result.subcheck("gateway_programmed").summary
@@ -620,7 +640,7 @@ def test_a_gateway_never_programmed_fails(tmp_path, gateway):
 
 
 def test_no_gateway_api_fails(tmp_path, gateway):
-    result = run_fake(tmp_path, FakeKube(gateway().url, served=False))
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway()), served=False))
     v = verdicts(result)
     assert result.verdict is Verdict.FAIL and v["gateway_api_served"] is Verdict.FAIL
     assert all(v[s] is not Verdict.PASS for s in ai.SUBCHECKS)
@@ -628,7 +648,7 @@ def test_no_gateway_api_fails(tmp_path, gateway):
 
 
 def test_only_simulated_nodes_cannot_demonstrate_it(tmp_path, gateway):
-    result = run_fake(tmp_path, FakeKube(gateway().url, nodes=[KWOK_NODE]))
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway()), nodes=[KWOK_NODE]))
     assert result.verdict is Verdict.UNKNOWN
     assert "no Ready node runs containers" in result.subcheck("weighted_split").summary
 
@@ -640,3 +660,34 @@ def test_preflight_names_what_is_missing(gateway):
     assert not ok and "Accepted" in why
     assert ai.preflight(FakeKube("http://127.0.0.1:1", nodes=[KWOK_NODE]), p)[0] is False
     assert ai.preflight(FakeKube("http://127.0.0.1:1"), p) == (True, "Accepted GatewayClass(es): traefik")
+
+
+def test_backend_counters_match_what_the_client_saw(tmp_path, gateway):
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway())))
+    sub = result.subcheck("backends_counted")
+    assert sub.verdict is Verdict.PASS and not sub.required, sub.summary
+    counted = {
+        v: (int(a), int(b)) for v, a, b in re.findall(r"(v\d): pod counted (\d+), client saw (\d+)", sub.summary)
+    }
+    assert set(counted) == {"v1", "v2"} and all(a == b for a, b in counted.values()), sub.summary
+    assert counted["v1"][0] >= 40 and counted["v2"][0] >= 20  # 40 + 10 measured, plus the warm-up answers
+
+
+def test_a_gateway_answering_in_the_backends_name_is_caught_by_their_counters(tmp_path, gateway):
+    result = run_fake(tmp_path, FakeKube(*gw_args(gateway("impostor"))))
+    sub = result.subcheck("backends_counted")
+    assert sub.verdict is Verdict.FAIL and "pod counted 0" in sub.summary, sub.summary
+    assert verdicts(result)["weighted_split"] is Verdict.PASS  # the header says v1/v2: only the counters tell
+
+
+def test_served_count_reads_the_stub_counter(stubs):
+    server = stubs["v1"]
+    assert ai.served_count(server.stats.exposition()) == 0
+    server.stats.started()
+    server.stats.finished("m", 200, 0.01, 1, 1)
+    server.stats.started()
+    server.stats.finished("m", 400, 0.01, 0, 0)
+    assert ai.served_count(server.stats.exposition()) == 2
+    assert ai.judge_counted({"v1": 2, "v2": 0}, {"v1": 2, "v2": 0})[0] is Verdict.PASS
+    assert ai.judge_counted({"v1": 2, "v2": 0}, {"v1": 2, "v2": None})[0] is Verdict.UNKNOWN
+    assert ai.judge_counted({"v1": 2, "v2": 1}, {"v1": 2, "v2": 0})[0] is Verdict.FAIL
