@@ -20,9 +20,12 @@
 # 2. *Capability-constrained scheduling (DRA).* A ResourceClaimTemplate asks the NIC DeviceClass for one device whose
 #    `hpn_capability_attribute` (RDMA) is true (a CEL selector); a pod consumes it. The real scheduler must bind it
 #    to a node that publishes such a NIC, with a capable device allocated. Then the same claim, with node affinity
-#    keeping the pod off the capable nodes, must stay Pending (Unschedulable).
-# 3. *Attach.* The pod holding the NIC lists its own interfaces (`/sys/class/net`, the default route, InfiniBand
-#    devices); an interface besides loopback and the primary one must be there.
+#    keeping the pod off the capable nodes, must stay Pending (Unschedulable). Without DRA NICs the same is done with
+#    one unit of the RDMA/SR-IOV device-plugin resource (a requirement the text prefers DRA for, so the result is
+#    suggested as "Partially Implemented"); Multus networks alone publish no capability to schedule on.
+# 3. *Attach.* The pod holding the NIC lists its own interfaces (`/sys/class/net`, the default route) and RDMA
+#    device nodes (`/dev/infiniband`); an interface besides loopback and the primary one, or a `uverbs` device node,
+#    must be there (`/sys/class/infiniband` is recorded only: it shows the host's devices in every pod).
 # 4. *Data path.* When the first pod's secondary interface has an IPv4 address, a second pod holding the same kind
 #    of NIC (on another node when one offers it) sends `hpn_data_mib` MiB to that address over TCP (busybox `nc`).
 #    PASS needs the client's kernel route to the address to leave through one of its secondary interfaces and the

@@ -11,13 +11,16 @@ What each sub-check proves:
   but publish no NIC characteristics an API client can query (the requirement prefers DRA).
 * ``capability_scheduling`` (required): a pod whose ResourceClaim asks the NIC DeviceClass for a device with the
   capability (CEL on ``hpn_capability_attribute``, RDMA by default) is bound to a node whose slice publishes such a
-  device, and the allocated device has the capability. Bound elsewhere, or never bound, FAILs.
+  device, and the allocated device has the capability. Bound elsewhere, or never bound, FAILs. Without DRA NICs, a
+  pod requesting one unit of the RDMA/SR-IOV device-plugin resource must land on a node advertising it. Multus
+  networks alone publish no capability: UNKNOWN.
 * ``capability_enforced`` (required): the same claim, kept off the nodes that have the capability (node affinity),
   stays Pending (PodScheduled=False, Unschedulable). Bound anyway FAILs.
-* ``secondary_interface_attached`` (required): inside a pod holding a NIC (claim or Multus annotation) there is a
-  network interface besides loopback and the primary (default-route) one, or an InfiniBand device. Read from the
-  pod's own ``/sys/class/net``, ``/proc/net/route`` and ``/sys/class/infiniband``. UNKNOWN when the pod landed on a
-  simulated (kwok) node, where no container runs.
+* ``secondary_interface_attached`` (required): inside a pod holding a NIC (claim, RDMA/SR-IOV resource or Multus
+  annotation) there is a network interface besides loopback and the primary (default-route) one, or an RDMA device
+  node ``/dev/infiniband/uverbs*``. Read from the pod's own ``/sys/class/net``, ``/proc/net/route`` and
+  ``/dev/infiniband`` (``/sys/class/infiniband`` is only recorded: it lists the host's devices in any pod). UNKNOWN
+  when the pod landed on a simulated (kwok) node, where no container runs.
 * ``data_path`` (required): a second pod holding the same kind of NIC (on another node when one offers it) sends
   ``hpn_data_mib`` MiB over TCP to the first pod's secondary IPv4 address; PASS needs the client's kernel route to
   that address to leave through one of its secondary interfaces and the server to count every byte. UNKNOWN when
@@ -214,6 +217,7 @@ def parse_probe_log(log: str) -> dict[str, Any]:
         "default": "",
         "infiniband": [],
         "addresses": {},
+        "verbs": [],
         "seen": False,
         "route": "",
         "received": None,
@@ -228,6 +232,8 @@ def parse_probe_log(log: str) -> dict[str, Any]:
             out["default"] = rest
         elif key == "aiconf-ib":
             out["infiniband"] = rest.split()
+        elif key == "aiconf-verbs":
+            out["verbs"] = [x for x in rest.split() if x.startswith("uverbs")]
         elif key == "aiconf-addr" and rest:
             name, _, addr = rest.partition(" ")
             out["addresses"][name] = addr.strip()
@@ -270,6 +276,7 @@ INTERFACES_SCRIPT = (
     "echo \"aiconf-ifaces: $(ls /sys/class/net | tr '\\n' ' ')\"; "
     'echo "aiconf-default: $(awk \'$2=="00000000"{print $1; exit}\' /proc/net/route)"; '
     "echo \"aiconf-ib: $(ls /sys/class/infiniband 2>/dev/null | tr '\\n' ' ')\"; "
+    "echo \"aiconf-verbs: $(ls /dev/infiniband 2>/dev/null | tr '\\n' ' ')\"; "
     "for i in $(ls /sys/class/net); do echo \"aiconf-addr: $i $(ip -4 -o addr show dev $i 2>/dev/null | awk '{print $4}')\"; done; "
 )
 
@@ -506,10 +513,12 @@ def run(ctx: CheckContext) -> None:
     attach_pod: tuple[str, str] | None = None  # (namespace, pod) holding a NIC, bound to a node
     if d.devices or d.classes:
         attach_pod = run_scheduling(ctx, d)
+    elif d.extended:
+        attach_pod = run_scheduling_extended(ctx, d)
     else:
         reason = (
-            "the NICs are offered through Multus/device plugins, not DRA: capability-constrained scheduling on "
-            "published NIC attributes is not automated for them"
+            "only Multus networks are offered (no NIC DeviceClass, no RDMA/SR-IOV resource): no NIC capability "
+            "is published to constrain scheduling with"
         )
         for sub in ("capability_scheduling", "capability_enforced"):
             ctx.record(sub, Verdict.UNKNOWN, reason, expected="a claim requiring the capability lands only where it is")
@@ -658,62 +667,112 @@ def run_scheduling(ctx: CheckContext, d: Discovery) -> tuple[str, str] | None:
                 device_class=dc_name,
             )
 
-    with ctx.step("the same claim kept off the nodes with the capability must stay Pending"):
-        all_nodes = {n["metadata"]["name"] for n in ctx.kube.list("v1", "Node")}
-        if not capable_nodes:
-            ctx.record(
-                "capability_enforced",
-                Verdict.UNKNOWN,
-                "no node publishes the capability: there is no node to keep the claim away from",
-                expected="Pending off the capable nodes",
-                observed="n/a",
-            )
-        elif not all_nodes - set(capable_nodes):
-            ctx.record(
-                "capability_enforced",
-                Verdict.UNKNOWN,
-                "every node has the capability: no node without it to test against",
-                expected="Pending off the capable nodes",
-                observed="n/a",
-            )
-        else:
-            ctx.create(nic_claim_template("nic-elsewhere", ns, api, dc_name, selector, ctx.labels))
-            ctx.create(probe_pod(ELSEWHERE, ns, p, template="nic-elsewhere", avoid_nodes=capable_nodes))
-            timeline.mark("off-capability pod created")
-            other_node, message = _scheduling(_wait_scheduling(ctx, ns, ELSEWHERE))
-            if other_node:
-                ctx.record(
-                    "capability_enforced",
-                    Verdict.FAIL,
-                    f"bound to {other_node}, which has no {p.hpn_capability_attribute} NIC",
-                    expected="Pending (Unschedulable)",
-                    observed=f"bound to {other_node}",
-                )
-            elif message:
-                timeline.mark("off-capability pod Unschedulable")
-                ctx.record(
-                    "capability_enforced",
-                    Verdict.PASS,
-                    f"Unschedulable on the {len(all_nodes - set(capable_nodes))} "
-                    f"nodes without the capability: {message}",
-                    expected="Pending (Unschedulable)",
-                    observed=message,
-                )
-            else:
-                ctx.record(
-                    "capability_enforced",
-                    Verdict.UNKNOWN,
-                    f"no scheduling verdict within {p.hpn_schedule_timeout_s}s",
-                    expected="Pending (Unschedulable)",
-                    observed="Pending",
-                )
-            ctx.kube.delete("v1", "Pod", ELSEWHERE, ns)
+    def off_capability_pod(avoid: list[str]) -> dict[str, Any]:
+        ctx.create(nic_claim_template("nic-elsewhere", ns, api, dc_name, selector, ctx.labels))
+        return probe_pod(ELSEWHERE, ns, p, template="nic-elsewhere", avoid_nodes=avoid)
+
+    run_enforced(ctx, ns, capable_nodes, off_capability_pod, f"{p.hpn_capability_attribute} NIC")
     ctx.proves(
         f"the scheduler honours a CEL selector on the published NIC attribute {p.hpn_capability_attribute}"
         if ctx.result.subcheck("capability_enforced").verdict is Verdict.PASS
         and ctx.result.subcheck("capability_scheduling").verdict is Verdict.PASS
         else "what the scheduler did with a claim requiring the capability (see the sub-checks)"
     )
+    return (ns, PROBE) if node else None
+
+
+def run_enforced(ctx: CheckContext, ns: str, capable_nodes: list[str], make_pod: Any, what: str) -> None:
+    """The same request, kept off ``capable_nodes`` by node affinity, must stay Pending (Unschedulable)."""
+    p = ctx.params
+    expected = "Pending (Unschedulable) off the capable nodes"
+    with ctx.step("the same request kept off the nodes with the capability must stay Pending"):
+        without = {n["metadata"]["name"] for n in ctx.kube.list("v1", "Node")} - set(capable_nodes)
+        if not capable_nodes or not without:
+            why = (
+                "no node offers the capability: there is no node to keep the request away from"
+                if not capable_nodes
+                else "every node has the capability: no node without it to test against"
+            )
+            ctx.record("capability_enforced", Verdict.UNKNOWN, why, expected=expected, observed="n/a")
+            return
+        ctx.create(make_pod(capable_nodes))
+        ctx.series("timeline").mark("off-capability pod created")
+        other_node, message = _scheduling(_wait_scheduling(ctx, ns, ELSEWHERE))
+        if other_node:
+            ctx.record(
+                "capability_enforced",
+                Verdict.FAIL,
+                f"bound to {other_node}, which has no {what}",
+                expected=expected,
+                observed=f"bound to {other_node}",
+            )
+        elif message:
+            ctx.series("timeline").mark("off-capability pod Unschedulable")
+            ctx.record(
+                "capability_enforced",
+                Verdict.PASS,
+                f"Unschedulable on the {len(without)} nodes without the capability: {message}",
+                expected=expected,
+                observed=message,
+            )
+        else:
+            ctx.record(
+                "capability_enforced",
+                Verdict.UNKNOWN,
+                f"no scheduling verdict within {p.hpn_schedule_timeout_s}s",
+                expected=expected,
+                observed="Pending",
+            )
+        ctx.kube.delete("v1", "Pod", ELSEWHERE, ns)
+
+
+def run_scheduling_extended(ctx: CheckContext, d: Discovery) -> tuple[str, str] | None:
+    """Device-plugin NICs: a pod requesting one unit of the RDMA/SR-IOV resource lands only where it is advertised."""
+    p = ctx.params
+    by_resource: dict[str, list[str]] = {}
+    for node_name, resources in d.extended.items():
+        for resource in resources:
+            by_resource.setdefault(resource, []).append(node_name)
+    resource = max(sorted(by_resource), key=lambda r: len(by_resource[r]))  # the most widely offered one
+    capable_nodes = sorted(by_resource[resource])
+    ctx.metric("hpn_extended_resource", resource)
+    ctx.metric("hpn_capable_nodes", capable_nodes)
+    ns = ctx.namespace()
+    ctx.series("timeline").t0 = time.monotonic()
+
+    def requesting(name: str, avoid: list[str] | None = None) -> dict[str, Any]:
+        pod = probe_pod(name, ns, p, avoid_nodes=avoid)
+        pod["spec"]["containers"][0]["resources"] = {"limits": {resource: "1"}, "requests": {resource: "1"}}
+        return pod
+
+    with ctx.step(f"request one {resource}"):
+        ctx.create(requesting(PROBE))
+        ctx.series("timeline").mark("probe pod created")
+        node, unschedulable = _scheduling(_wait_scheduling(ctx, ns, PROBE))
+        expected = f"bound to a node advertising {resource} ({', '.join(capable_nodes)})"
+        if node:
+            ctx.series("timeline").mark("probe pod bound", node=node)
+            ctx.metric("hpn_probe_node", node)
+            ctx.record(
+                "capability_scheduling",
+                node in capable_nodes,
+                f"bound to {node}" + ("" if node in capable_nodes else f", which does not advertise {resource}"),
+                expected=expected,
+                observed=f"node {node}",
+                resource=resource,
+            )
+        else:
+            ctx.record(
+                "capability_scheduling",
+                Verdict.FAIL,
+                f"Unschedulable: {unschedulable}"
+                if unschedulable
+                else f"no scheduling verdict within {p.hpn_schedule_timeout_s}s",
+                expected=expected,
+                observed=unschedulable or "Pending",
+                resource=resource,
+            )
+    run_enforced(ctx, ns, capable_nodes, lambda avoid: requesting(ELSEWHERE, avoid), resource)
     return (ns, PROBE) if node else None
 
 
@@ -813,14 +872,17 @@ def run_attach(ctx: CheckContext, attach_pod: tuple[str, str] | None) -> None:
         extra = extra_interfaces(seen)
         observed = (
             f"interfaces {' '.join(seen['interfaces'])} (primary {seen['default'] or 'eth0'}); "
-            f"InfiniBand: {' '.join(seen['infiniband']) or 'none'}"
+            f"RDMA device nodes: {' '.join(seen['verbs']) or 'none'}; "
+            f"InfiniBand in sysfs: {' '.join(seen['infiniband']) or 'none'}"
         )
-        ok = bool(extra or seen["infiniband"])
+        # /sys/class/infiniband lists the host's RDMA devices in any pod (sysfs is not namespaced for them): only an
+        # injected /dev/infiniband/uverbs* device node shows that the pod itself was given one.
+        ok = bool(extra or seen["verbs"])
         ctx.record(
             "secondary_interface_attached",
             Verdict.PASS if ok else Verdict.FAIL,
-            f"extra: {', '.join(extra + seen['infiniband'])}" if ok else "only the primary interface in the pod",
-            expected="an interface besides lo and the primary one, or an InfiniBand device",
+            f"extra: {', '.join(extra + seen['verbs'])}" if ok else "only the primary interface in the pod",
+            expected="an interface besides lo and the primary one, or an RDMA device node (/dev/infiniband/uverbs*)",
             observed=observed,
             node=node,
             addresses=seen["addresses"],

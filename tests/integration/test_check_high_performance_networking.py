@@ -107,9 +107,22 @@ class FakeNics:
         )
         self.made.append(("ResourceSlice", name))
 
+    def device_plugin_resource(self, node: str, resource: str = "rdma/hca_shared_devices_a") -> str:
+        """Advertise an RDMA device-plugin resource on a (kwok) node's status, as the RDMA shared device plugin does."""
+        self._set_resource(node, resource, "4")
+        self.made.append(("resource", f"{node}={resource}"))
+        return resource
+
+    def _set_resource(self, node: str, resource: str, value: str | None) -> None:
+        body = {"status": {"capacity": {resource: value}, "allocatable": {resource: value}}}
+        self.kube.patch("v1", "Node", node, body, subresource="status")
+
     def remove(self) -> None:
         for kind, name in reversed(self.made):
-            self.kube.delete(DRA, kind, name)
+            if kind == "resource":
+                self._set_resource(*name.split("=", 1), None)
+            else:
+                self.kube.delete(DRA, kind, name)
 
 
 @pytest.fixture
@@ -229,3 +242,18 @@ def test_transfer_scripts_on_the_real_node_count_bytes_and_reject_a_non_secondar
     assert "dev lo" in sent["route"]
     ok, why = hpn.judge_transfer(sent, received, "127.0.0.1", 8)
     assert not ok and "lo" in why
+
+
+def test_rdma_device_plugin_resource_is_scheduled_only_where_advertised(kube_sandbox, kube, tmp_path, nics):
+    target = node_named(kube, simulated=True)
+    resource = nics.device_plugin_resource(target)
+    result, run_id, took = run(kube_sandbox, tmp_path)
+    v = subs(result)
+    assert result.metrics["hpn_extended_resource"] == resource
+    assert v["nics_published"] is Verdict.UNKNOWN and result.status_suggestion == "Partially Implemented"
+    assert v["capability_scheduling"] is Verdict.PASS and result.metrics["hpn_probe_node"] == target
+    assert v["capability_enforced"] is Verdict.PASS
+    assert f"Insufficient {resource}" in result.subcheck("capability_enforced").summary
+    assert result.verdict is Verdict.UNKNOWN
+    assert took < 60, took
+    assert leftovers(kube, run_id) == []

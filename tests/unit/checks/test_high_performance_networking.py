@@ -135,6 +135,10 @@ class FakeKube:
                     break
             if choice is None and self.scheduler == "broken" and allowed:
                 choice = allowed[0]
+        elif limits := spec["containers"][0].get("resources", {}).get("limits"):
+            resource = next(iter(limits))
+            offering = [n["metadata"]["name"] for n in self.nodes if resource in n["status"]["allocatable"]]
+            choice = next((n for n in allowed if self.scheduler == "broken" or n in offering), None)
         elif allowed:
             choice = allowed[0]
         if choice:
@@ -483,3 +487,50 @@ def test_chart_shows_every_node_and_where_the_probe_was_bound(tmp_path):
     hpn.draw_nics(ax, run_fake(tmp_path / "none", FakeKube()))
     assert "no NIC devices" in ax.texts[0].get_text()
     plt.close(empty)
+
+
+# --- device-plugin NICs and RDMA device nodes -----------------------------------------------------------------------
+
+RDMA = "rdma/hca_shared_devices_a"
+
+
+def rdma_nodes(**kw: Any) -> FakeKube:
+    nodes = [node("gpu-0", allocatable={RDMA: "4"}), node("gpu-1"), node("real-0", kwok=False)]
+    return FakeKube(nodes=nodes, **kw)
+
+
+def test_device_plugin_rdma_resource_is_scheduled_only_where_advertised(tmp_path):
+    kube = rdma_nodes()
+    result = run_fake(tmp_path, kube)
+    v = verdicts(result)
+    assert v["nics_published"] is Verdict.UNKNOWN and result.status_suggestion == "Partially Implemented"
+    assert v["capability_scheduling"] is Verdict.PASS and result.metrics["hpn_probe_node"] == "gpu-0"
+    assert v["capability_enforced"] is Verdict.PASS
+    assert result.metrics["hpn_extended_resource"] == RDMA
+    probe = next(o for o in kube.created if o["kind"] == "Pod")
+    assert probe["spec"]["containers"][0]["resources"]["limits"] == {RDMA: "1"}
+    assert result.verdict is Verdict.UNKNOWN
+
+
+def test_device_plugin_resource_ignored_by_the_scheduler_fails(tmp_path):
+    result = run_fake(tmp_path, rdma_nodes(scheduler="broken"))
+    assert verdicts(result)["capability_enforced"] is Verdict.FAIL
+    assert result.verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize(
+    ("log", "attached"),
+    [
+        (
+            "aiconf-ifaces: lo eth0\naiconf-default: eth0\naiconf-ib: mlx5_0\naiconf-verbs: rdma_cm uverbs0\n",
+            Verdict.PASS,
+        ),
+        ("aiconf-ifaces: lo eth0\naiconf-default: eth0\naiconf-ib: mlx5_0\naiconf-verbs: \n", Verdict.FAIL),
+    ],
+    ids=["uverbs-injected", "host-sysfs-only"],
+)
+def test_rdma_attach_needs_a_device_node_not_the_hosts_sysfs(tmp_path, log, attached):
+    nodes = [node("real-0", kwok=False, allocatable={RDMA: "4"}), node("gpu-0")]
+    result = run_fake(tmp_path, FakeKube(nodes=nodes, logs=log))
+    assert verdicts(result)["capability_scheduling"] is Verdict.PASS
+    assert verdicts(result)["secondary_interface_attached"] is attached
