@@ -832,7 +832,9 @@ def run_attach(ctx: CheckContext, attach_pod: tuple[str, str] | None) -> None:
                 "needs two running pods with secondary interfaces (simulated node)",
                 expected="two pods exchange data over the secondary interface",
             )
-            ctx.note(f"the NIC ResourceSlice of {node} is simulated: scheduling is real scheduler work, the NIC is not")
+            ctx.note(
+                f"{node} is a simulated (kwok) node: scheduling onto its NIC is real scheduler work, the NIC itself is not"
+            )
             return
         try:
             ctx.kube.wait_for(
