@@ -16,6 +16,10 @@ Endpoints:
   ``aiconf_prompt_tokens_total`` / ``aiconf_generation_tokens_total`` (counters; "tokens" are whitespace-split words),
   ``aiconf_inference_stub_info{version,role,pod}`` (says which program this is). Only completion requests count.
 
+With ``--prefill-url URL`` (a decode role) each completion is first POSTed, same body and ``X-Request-Id``, to
+``URL`` + the request's path, the way a disaggregated deployment hands a request from prefill to decode; the answer
+names the prefill pod (``aiconf.prefill_pod``), and a failed hand-over is a 502.
+
 Every completion request is logged as one JSON line on stdout (``{"event": "request", "request_id": ..., ...}``) so a
 check can find a request id in the logs of the pods that handled it.
 
@@ -26,6 +30,7 @@ Run: ``python3 -m aiconf.workloads.inference_stub --port 8000 --version v1 --mod
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -33,6 +38,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -126,6 +132,24 @@ def _prompt_text(body: dict) -> str:
     return " ".join(map(str, prompt)) if isinstance(prompt, list) else str(prompt)
 
 
+def _hand_over(prefill_url: str, path: str, raw: bytes, request_id: str) -> tuple[int, str]:
+    """POST the request to the prefill server; (status, its pod name)."""
+    url = urllib.parse.urlsplit(prefill_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10)
+    try:
+        conn.request(
+            "POST",
+            url.path.rstrip("/") + path,
+            body=raw,
+            headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+        )
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("X-Aiconf-Pod") or ""
+    finally:
+        conn.close()
+
+
 def make_server(
     address: str,
     port: int,
@@ -136,6 +160,7 @@ def make_server(
     latency_ms: float = 0.0,
     pod: str | None = None,
     log=None,
+    prefill_url: str = "",
 ) -> ThreadingHTTPServer:
     """The HTTP server (not started): ``server.serve_forever()`` serves; ``server.stats`` holds the counters."""
     pod = pod or os.environ.get("POD_NAME") or socket.gethostname()
@@ -195,6 +220,25 @@ def make_server(
                     )
                     return
                 served_model = str(body.get("model") or model)
+                prefill_pod = None
+                if prefill_url:
+                    try:
+                        status, prefill_pod = _hand_over(prefill_url, path, raw, request_id)
+                    except OSError as e:
+                        status, prefill_pod = 0, f"unreachable: {e}"
+                    if status != 200:
+                        code = 502
+                        self._json(
+                            502,
+                            {
+                                "error": {
+                                    "message": f"prefill at {prefill_url} answered {status or prefill_pod}",
+                                    "type": "upstream_error",
+                                }
+                            },
+                            {"X-Request-Id": request_id},
+                        )
+                        return
                 if latency_ms > 0:
                     time.sleep(latency_ms / 1000.0)
                 prompt_tokens = len(_prompt_text(body).split())
@@ -207,6 +251,8 @@ def make_server(
                     else {"index": 0, "text": text, "finish_reason": "stop"}
                 )
                 who = {"version": version, "pod": pod, "role": role, "request_id": request_id}
+                if prefill_pod is not None:
+                    who["prefill_pod"] = prefill_pod
                 self._json(
                     200,
                     {
@@ -270,9 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="aiconf-demo", help="model name for /v1/models and answers without one")
     ap.add_argument("--role", default="serve", help="role it reports, e.g. serve, prefill, decode")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="fixed service time added to each completion")
+    ap.add_argument("--prefill-url", default="", help="hand each completion to this prefill server first (decode)")
     args = ap.parse_args(argv)
     server = make_server(
-        args.address, args.port, version=args.version, model=args.model, role=args.role, latency_ms=args.latency_ms
+        args.address,
+        args.port,
+        version=args.version,
+        model=args.model,
+        role=args.role,
+        latency_ms=args.latency_ms,
+        prefill_url=args.prefill_url,
     )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(

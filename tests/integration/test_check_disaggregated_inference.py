@@ -2,9 +2,10 @@
 a working simulated prefill/decode deployment behind the sandbox's Gateway (PASS), and one whose decode pods never
 call prefill (FAIL).
 
-The P/D deployment is simulated: no model, no KV cache. Two small stdlib HTTP servers on the real node play llm-d's
-roles: the decode pod (behind the HTTPRoute, as llm-d's routing sidecar is) first sends the request to the prefill
-Service with the same X-Request-Id, then answers; each logs one JSON line per request with the id. The check is
+The P/D deployment is simulated: no model, no KV cache. The toolkit's TEST inference server
+(aiconf.workloads.inference_stub) on the real node plays llm-d's roles: the decode pod (behind the HTTPRoute, as
+llm-d's routing sidecar is) first sends the request to the prefill Service with the same X-Request-Id
+(``--prefill-url``), then answers; each logs one JSON line per request with the id. The check is
 unchanged: it finds the pods by llm-d's role label, the route by its backend Service, and greps both roles' logs.
 
 LeaderWorkerSet's CRD comes from the ``sigs.k8s.io/lws`` Go module (through the Go module proxy), applied and removed
@@ -31,34 +32,6 @@ pytestmark = pytest.mark.sandbox
 GATEWAY = ("aiconf-gateway", "aiconf-gateway")
 LWS_VERSION = "v0.7.0"
 PORT = 8000
-
-#: One role of a simulated P/D deployment. Decode forwards to PREFILL_URL first when it is set (the llm-d routing
-#: sidecar's job); without it decode answers alone: a "disaggregated" deployment that skips prefill.
-PD_SERVER = r"""
-import http.client, http.server, json, os, sys, urllib.parse
-ROLE = os.environ["ROLE"]; PREFILL = os.environ.get("PREFILL_URL", "")
-class H(http.server.BaseHTTPRequestHandler):
-    def answer(self, code, doc):
-        data = json.dumps(doc).encode()
-        self.send_response(code); self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
-    def do_GET(self):
-        self.answer(200, {"data": [{"id": "tiny-pd"}]} if self.path.startswith("/v1/models") else {"ok": True})
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        rid = self.headers.get("X-Request-Id", "")
-        if ROLE == "decode" and PREFILL:
-            u = urllib.parse.urlparse(PREFILL)
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-            c.request("POST", "/prefill", body=body, headers={"X-Request-Id": rid, "Content-Type": "application/json"})
-            c.getresponse().read(); c.close()
-        print(json.dumps({"role": ROLE, "path": self.path, "request_id": rid}), flush=True)
-        self.answer(200, {"choices": [{"text": "kv handed over" if ROLE == "decode" else ""}]})
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("", int(os.environ.get("PORT", "8000"))), H).serve_forever()
-"""
-
 
 @pytest.fixture(scope="module")
 def kube(kube_sandbox) -> Kube:
@@ -93,9 +66,9 @@ def check(kube_sandbox, tmp_path, **overrides):
 
 
 def role_deployment(ns: str, role: str, image: str, prefill_url: str = "") -> dict:
-    env = [{"name": "ROLE", "value": role}, {"name": "PORT", "value": str(PORT)}]
-    if prefill_url:
-        env.append({"name": "PREFILL_URL", "value": prefill_url})
+    # The toolkit's TEST inference server plays the role; a decode server hands each request to prefill first.
+    command = ["python3", "-m", "aiconf.workloads.inference_stub", "--port", str(PORT), "--role", role,
+               "--model", "tiny-pd", *(["--prefill-url", prefill_url] if prefill_url else [])]
     labels = {"app": "pd", "llm-d.ai/role": role}
     return {
         "apiVersion": "apps/v1",
@@ -115,8 +88,7 @@ def role_deployment(ns: str, role: str, image: str, prefill_url: str = "") -> di
                             "name": "server",
                             "image": image,
                             "imagePullPolicy": "Never",
-                            "command": ["python3", "-c", PD_SERVER],
-                            "env": env,
+                            "command": command,
                             "ports": [{"containerPort": PORT}],
                             "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 1},
                             "resources": {"requests": {"cpu": "10m", "memory": "24Mi"}, "limits": {"memory": "64Mi"}},

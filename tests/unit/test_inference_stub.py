@@ -100,3 +100,48 @@ def test_models_and_unknown_paths(stub):
     assert json.loads(data)["data"][0]["id"] == "m1"
     assert request(server, "GET", "/nope")[0].status == 404
     assert request(server, "POST", "/v1/embeddings", {})[0].status == 404
+
+
+def test_a_decode_server_hands_the_request_to_prefill_first_with_the_same_id(stub):
+    prefill, prefill_lines = stub
+    decode_lines: list[str] = []
+    decode = inference_stub.make_server(
+        "127.0.0.1",
+        0,
+        version="v1",
+        model="m1",
+        role="decode",
+        pod="pod-d",
+        log=decode_lines.append,
+        prefill_url=f"http://127.0.0.1:{prefill.server_address[1]}",
+    )
+    threading.Thread(target=decode.serve_forever, daemon=True).start()
+    try:
+        resp, data = request(decode, "POST", "/v1/completions", {"prompt": "x"}, {"X-Request-Id": "rid-pd"})
+        assert resp.status == 200
+        assert json.loads(data)["aiconf"]["prefill_pod"] == "pod-a"
+        assert json.loads(prefill_lines[-1])["request_id"] == "rid-pd"
+        assert json.loads(decode_lines[-1])["request_id"] == "rid-pd"
+    finally:
+        decode.shutdown()
+        decode.server_close()
+
+
+def test_a_failed_hand_over_is_a_502_not_an_answer():
+    decode = inference_stub.make_server(
+        "127.0.0.1",
+        0,
+        version="v1",
+        model="m1",
+        role="decode",
+        pod="pod-d",
+        log=lambda line: None,
+        prefill_url="http://127.0.0.1:9",
+    )
+    threading.Thread(target=decode.serve_forever, daemon=True).start()
+    try:
+        resp, _ = request(decode, "POST", "/v1/completions", {"prompt": "x"})
+        assert resp.status == 502
+    finally:
+        decode.shutdown()
+        decode.server_close()
