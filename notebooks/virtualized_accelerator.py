@@ -15,9 +15,10 @@
 # 2. *Same request API.* The vGPU node advertises `gpu_resource_name`, or the vGPU devices belong to the driver
 #    `dra_device_class` selects: the same request as a physical GPU. Anything else is UNKNOWN (attach evidence).
 # 3. *Behaviour.* On a vGPU node that runs processes, a pod requests one `gpu_resource_name` exactly as for a
-#    physical GPU and lists what it sees (`aiconf/workloads/device_probe.py` + `nvidia-smi`): exactly one device, and
-#    a virtual one. Labels alone never PASS: a node labelled vGPU whose pod sees a physical GPU FAILs; a vGPU that only
-#    simulated nodes (kwok) or only DRA devices offer is UNKNOWN.
+#    physical GPU (for DRA-published vGPUs: a ResourceClaim of `dra_device_class`, narrowed by a CEL selector on the
+#    vGPU attribute found) and lists what it sees (`aiconf/workloads/device_probe.py` + `nvidia-smi`): exactly one
+#    device, and a virtual one. Labels alone never PASS: a node labelled vGPU whose pod sees a physical GPU FAILs; a
+#    vGPU offered only on simulated nodes (kwok) or under another request API is UNKNOWN.
 #
 # **What runs where.** In the local sandbox nothing is virtualised: the verdict is NOT_APPLICABLE, and the
 # justification below is the drafted PRODUCT.yaml note.

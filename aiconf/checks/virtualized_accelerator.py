@@ -15,9 +15,11 @@ What each sub-check proves:
   vGPU node advertises ``gpu_resource_name``, or the vGPU devices are published by the driver ``dra_device_class``
   selects. A vGPU exposed only under another name is UNKNOWN (attach evidence), never PASS.
 * ``vgpu_pod_sees_device`` (required): on a vGPU node that runs processes, a pod requesting one ``gpu_resource_name``
-  (exactly as a physical GPU is requested) sees exactly one accelerator, and it is a virtual one (a vGPU product
-  name, or the product the node declares for its vGPU). It sees none, or a physical one: FAIL. It cannot run
-  (simulated nodes, DRA-only vGPUs, another vendor): UNKNOWN. Labels alone never PASS.
+  (exactly as a physical GPU is requested), or, for DRA-published vGPUs, a ResourceClaim of ``dra_device_class``
+  narrowed by a CEL selector on the vGPU attribute found, sees exactly one accelerator, and it is a virtual one (a
+  vGPU product name, or the product the node or device declares). It sees none, or a physical one: FAIL. It cannot
+  run (vGPUs only on simulated nodes or under another request API, another vendor, a pod that never finishes):
+  UNKNOWN. Labels alone never PASS.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiconf.checks import driver_runtime_management as drm
-from aiconf.checks.accelerator_metrics import accelerator_nodes, quantity, workloads_configmap
+from aiconf.checks.accelerator_metrics import AccelNode, accelerator_nodes, quantity, workloads_configmap
 from aiconf.checks.dra_support import class_driver
 from aiconf.checks.secure_accelerator_access import _pod_state
 from aiconf.context import CheckContext
@@ -75,6 +77,8 @@ class Signal:
     what: str
     node: str = ""  #: the node it is on ("" for DeviceClasses)
     driver: str = ""  #: DRA driver of a DRA device
+    selector: str = ""  #: a DRA device: CEL that selects devices like it (the vGPU claim's selector)
+    product: str = ""  #: a DRA device: its productName
 
     def describe(self) -> str:
         return f"{self.kind} {self.where}: {self.what}"
@@ -110,6 +114,7 @@ def slice_signals(slice_obj: dict[str, Any]) -> list[Signal]:
             why.append(f"type={attrs['type']}")
         why += [f"{k}={v}" for k, v in attrs.items() if "vgpu" in k.lower()]
         if why:
+            ident, value = why[0].split("=", 1)
             out.append(
                 Signal(
                     "DRA device",
@@ -117,9 +122,41 @@ def slice_signals(slice_obj: dict[str, Any]) -> list[Signal]:
                     ", ".join(why),
                     node=spec.get("nodeName", ""),
                     driver=spec.get("driver", ""),
+                    selector=device_selector(d, spec.get("driver", ""), ident, value),
+                    product=attrs.get("productName", ""),
                 )
             )
     return out
+
+
+def device_selector(device: dict[str, Any], driver: str, ident: str, value: str) -> str:
+    """CEL selecting devices whose attribute ``ident`` equals ``value`` (unqualified names are the driver's)."""
+    body = device.get("basic") if isinstance(device.get("basic"), dict) else device
+    key = next((k for k in body.get("attributes") or {} if k.rsplit("/", 1)[-1] == ident), ident)
+    domain = key.split("/", 1)[0] if "/" in key else driver
+    return f'device.attributes["{domain}"].{ident} == {json.dumps(value)}'
+
+
+def vgpu_claim_template(name: str, namespace: str, device_class: str, selector: str) -> dict[str, Any]:
+    """One vGPU through the physical GPUs' DeviceClass, narrowed to vGPU devices by ``selector``."""
+    request = {"deviceClassName": device_class, "allocationMode": "ExactCount", "count": 1}
+    if selector:
+        request["selectors"] = [{"cel": {"expression": selector}}]
+    return {
+        "apiVersion": DRA_API,
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"spec": {"devices": {"requests": [{"name": "vgpu", "exactly": request}]}}},
+    }
+
+
+def claim_probe_pod(pod: dict[str, Any], template: str, gpu_resource: str) -> dict[str, Any]:
+    """The driver probe pod, holding a ResourceClaim from ``template`` instead of the extended resource."""
+    container = pod["spec"]["containers"][0]
+    container["resources"]["limits"].pop(gpu_resource, None)
+    container["resources"]["claims"] = [{"name": "vgpu"}]
+    pod["spec"]["resourceClaims"] = [{"name": "vgpu", "resourceClaimTemplateName": template}]
+    return pod
 
 
 def class_signals(device_class: dict[str, Any]) -> list[Signal]:
@@ -361,7 +398,7 @@ def run(ctx: CheckContext) -> None:
         )
         ctx.record(api.id, api.verdict, api.summary, expected=api.expected, observed=api.observed)
 
-    sub = _behaviour(ctx, signals, by_name)
+    sub = _behaviour(ctx, signals, by_name, class_driver(dc) if dc else None)
     ctx.record(sub.id, sub.verdict, sub.summary, expected=sub.expected, observed=sub.observed)
     if sub.verdict is Verdict.PASS:
         ctx.proves(f"a pod requesting one {p.gpu_resource_name}, as for a physical GPU, received one virtual GPU")
@@ -371,8 +408,11 @@ def run(ctx: CheckContext) -> None:
     )
 
 
-def _behaviour(ctx: CheckContext, signals: list[Signal], nodes: dict[str, dict[str, Any]]) -> SubCheck:
-    """Run one probe pod on a vGPU node that runs processes; UNKNOWN with the reason when none can."""
+def _behaviour(
+    ctx: CheckContext, signals: list[Signal], nodes: dict[str, dict[str, Any]], dc_driver: str | None
+) -> SubCheck:
+    """Run one probe pod on a vGPU node that runs processes (extended resource first, else a ResourceClaim through
+    ``dra_device_class``); UNKNOWN with the reason when none can."""
     p = ctx.params
     expected = "the pod sees exactly one accelerator, and it is a vGPU"
     if p.accelerator_vendor != "nvidia":
@@ -382,33 +422,59 @@ def _behaviour(ctx: CheckContext, signals: list[Signal], nodes: dict[str, dict[s
             f"no probe is configured for accelerator vendor {p.accelerator_vendor!r}: attach manual evidence",
             expected=expected,
         )
+
+    def runs_processes(n: str) -> bool:
+        return n in nodes and not is_simulated(nodes[n]) and condition(nodes[n], "Ready") == "True"
+
     node_based = sorted({s.node for s in signals if s.kind in ("node label", "extended resource") and s.node})
     candidates = [
         n
         for n in ([p.vgpu_node] if p.vgpu_node else node_based)
-        if n in nodes
-        and not is_simulated(nodes[n])
-        and condition(nodes[n], "Ready") == "True"
+        if runs_processes(n)
         and quantity(((nodes[n].get("status") or {}).get("allocatable") or {}).get(p.gpu_resource_name)) > 0
     ]
-    if not candidates:
-        where = ", ".join(node_based) or "no node (DRA devices or DeviceClasses only)"
-        sim = [n for n in node_based if n in nodes and is_simulated(nodes[n])]
+    dra = [
+        s
+        for s in signals
+        if s.kind == "DRA device"
+        and dc_driver
+        and s.driver == dc_driver
+        and runs_processes(s.node)
+        and (not p.vgpu_node or s.node == p.vgpu_node)
+    ]
+    if not candidates and not dra:
+        where = sorted({s.node for s in signals if s.node}) or ["no node (DeviceClasses only)"]
+        sim = [n for n in where if n in nodes and is_simulated(nodes[n])]
         return SubCheck(
             "vgpu_pod_sees_device",
             Verdict.UNKNOWN,
-            f"no vGPU node that runs processes advertises {p.gpu_resource_name} (vGPU signals on: {where}"
+            f"no vGPU that a pod can request like a physical GPU ({p.gpu_resource_name} or DeviceClass "
+            f"{p.dra_device_class}) sits on a node that runs processes (vGPU signals on: {', '.join(where)}"
             + (f"; simulated: {', '.join(sim)}" if sim else "")
             + "): the behavioural test cannot run, labels alone prove nothing; attach evidence of a vGPU pod",
             expected=expected,
         )
-    target = candidates[0]
-    node = accelerator_nodes([nodes[target]], p.gpu_resource_name)[0]
+    target = candidates[0] if candidates else dra[0].node
+    obj = nodes[target]
+    node = AccelNode(
+        target,
+        0,
+        False,
+        taints=list((obj.get("spec") or {}).get("taints") or []),
+        labels=dict(obj["metadata"].get("labels") or {}),
+    )
     ns = ctx.namespace()
     cm = ctx.create(workloads_configmap("aiconf-device-probe", ns, ("device_probe.py",)))["metadata"]["name"]
     pod = drm.probe_pod("vgpu-probe", ns, node, p, cm)
     pod["metadata"]["labels"] = {PROBE_LABEL: "true"}
-    with ctx.step(f"run a vGPU pod on {target}"):
+    product = node.labels.get(PRODUCT_LABEL, "")
+    how = f"one {p.gpu_resource_name}"
+    if not candidates:
+        ctx.create(vgpu_claim_template("vgpu", ns, p.dra_device_class, dra[0].selector))
+        pod = claim_probe_pod(pod, "vgpu", p.gpu_resource_name)
+        product = dra[0].product
+        how = f"a ResourceClaim of DeviceClass {p.dra_device_class} ({dra[0].selector})"
+    with ctx.step(f"run a vGPU pod on {target} with {how}"):
         ctx.create(pod)
         try:
             final = ctx.kube.wait_for(
@@ -429,6 +495,7 @@ def _behaviour(ctx: CheckContext, signals: list[Signal], nodes: dict[str, dict[s
     reading = drm.parse_probe_log(target, text)
     if reading is not None:
         ctx.save_evidence(f"probes/{target}.json", json.dumps(reading.raw, indent=1) + "\n")
-    why = f"the pod ended {((final or {}).get('status') or {}).get('phase')} without the probe's output: {text.strip()[-200:]}"
-    product = ((nodes[target]["metadata"].get("labels") or {}).get(PRODUCT_LABEL)) or ""
-    return judge_vgpu_pod(reading, why, target, product)
+    phase = ((final or {}).get("status") or {}).get("phase")
+    return judge_vgpu_pod(
+        reading, f"the pod ended {phase} without the probe's output: {text.strip()[-200:]}", target, product
+    )

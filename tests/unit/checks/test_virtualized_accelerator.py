@@ -193,20 +193,46 @@ def test_vgpu_labels_on_simulated_nodes_only_are_unknown_and_run_nothing(tmp_pat
     assert not [o for o in kube.created if o["kind"] == "Pod"]
 
 
-def test_dra_only_vgpus_through_the_physical_device_class_are_unknown_without_a_pod(tmp_path):
+def test_a_dra_vgpu_is_claimed_through_the_physical_device_class_and_seen(tmp_path):
     kube = VgpuKube(
         [node("real-0")],
+        {"real-0": GRID_LOG},
         slices=[vgpu_slice("real-0")],
         classes=[device_class("gpu.nvidia.com", "gpu.nvidia.com")],
     )
     result = run_fake(tmp_path, kube)
     s = subs(result)
-    assert (
-        s["same_request_api"].verdict is Verdict.PASS and "selected by gpu.nvidia.com" in s["same_request_api"].summary
+    assert result.verdict is Verdict.PASS, (result.reason, [(x.id, x.verdict, x.summary) for x in result.subchecks])
+    assert "selected by gpu.nvidia.com" in s["same_request_api"].summary
+    tpl = next(o for o in kube.created if o["kind"] == "ResourceClaimTemplate")
+    req = tpl["spec"]["spec"]["devices"]["requests"][0]["exactly"]
+    assert req["deviceClassName"] == "gpu.nvidia.com"
+    assert req["selectors"] == [{"cel": {"expression": 'device.attributes["gpu.nvidia.com"].brand == "NvidiaVCS"'}}]
+    pod = next(o for o in kube.created if o["kind"] == "Pod")
+    assert pod["spec"]["resourceClaims"] == [{"name": "vgpu", "resourceClaimTemplateName": "vgpu"}]
+    assert GPU not in pod["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_a_dra_vgpu_whose_pod_sees_a_physical_gpu_fails(tmp_path):
+    kube = VgpuKube(
+        [node("real-0")],
+        {"real-0": SANDBOX_LOG},
+        slices=[vgpu_slice("real-0")],
+        classes=[device_class("gpu.nvidia.com", "gpu.nvidia.com")],
     )
-    assert (
-        result.verdict is Verdict.UNKNOWN and "DRA devices or DeviceClasses only" in s["vgpu_pod_sees_device"].summary
+    assert run_fake(tmp_path, kube).verdict is Verdict.FAIL
+
+
+def test_dra_vgpus_on_simulated_nodes_only_are_unknown_without_a_pod(tmp_path):
+    kube = VgpuKube(
+        [node("real-0"), node("kwok-0", kwok=True)],
+        slices=[vgpu_slice("kwok-0")],
+        classes=[device_class("gpu.nvidia.com", "gpu.nvidia.com")],
     )
+    result = run_fake(tmp_path, kube)
+    sub = subs(result)["vgpu_pod_sees_device"]
+    assert result.verdict is Verdict.UNKNOWN and "simulated: kwok-0" in sub.summary
+    assert not [o for o in kube.created if o["kind"] == "Pod"]
 
 
 def test_a_vgpu_under_its_own_resource_name_is_unknown(tmp_path):
