@@ -289,10 +289,9 @@ def probe_pod(name: str, namespace: str, node: SharingNode, p: Any, *, configmap
 
 
 def pods_settled(pods: list[dict[str, Any]], want: int) -> bool:
-    """All ``want`` pods started, or one can no longer start (unschedulable, failed): waiting longer shows nothing."""
-    if len(pods) < want:
-        return False
-    return all(_started(p) for p in pods) or any(_stuck(p) for p in pods)
+    """Each of the ``want`` pods has started or can no longer start (unschedulable, ended): waiting longer shows
+    nothing new, and the pods that did start are read."""
+    return len(pods) >= want and all(_started(p) or _stuck(p) for p in pods)
 
 
 def _started(pod: dict[str, Any]) -> bool:

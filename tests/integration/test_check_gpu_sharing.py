@@ -196,6 +196,7 @@ def test_pods_beyond_the_units_stay_pending_and_fail(shared_kubeconfig, tmp_path
     assert result.verdict is Verdict.FAIL, explain(result)
     running = subs(result)["shared_pods_running"]
     assert running.verdict is Verdict.FAIL and "Insufficient nvidia.com/gpu" in running.summary, running.summary
+    assert running.summary.startswith("1 of 3 pods not Running"), running.summary  # two pods x two units fit in 4
     assert result.duration_s < 60, result.duration_s
 
 

@@ -205,6 +205,7 @@ def test_pods_settle_when_all_run_or_one_is_unschedulable():
     assert not gs.pods_settled([running], 2)
     assert not gs.pods_settled([running, pending], 2)
     assert gs.pods_settled([running, unschedulable], 2)
+    assert not gs.pods_settled([pending, unschedulable], 2)  # the pending one may still start: it is read if it does
 
 
 # --- whole runs against a fake API ---------------------------------------------------------------------------------
