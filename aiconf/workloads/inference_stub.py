@@ -205,95 +205,79 @@ def make_server(
             started = time.monotonic()
             stats.started()
             request_id = self.headers.get("X-Request-Id") or f"aiconf-{uuid.uuid4().hex[:16]}"
-            code, served_model, prompt_tokens, generation_tokens = 200, model, 0, 0
-            try:
-                try:
-                    body = json.loads(raw or b"{}")
-                    if not isinstance(body, dict):
-                        raise TypeError("body is not a JSON object")
-                except (ValueError, TypeError) as e:
-                    code = 400
-                    self._json(
-                        400,
-                        {"error": {"message": f"bad request body: {e}", "type": "invalid_request_error"}},
-                        {"X-Request-Id": request_id},
-                    )
-                    return
-                served_model = str(body.get("model") or model)
-                prefill_pod = None
-                if prefill_url:
-                    try:
-                        status, prefill_pod = _hand_over(prefill_url, path, raw, request_id)
-                    except OSError as e:
-                        status, prefill_pod = 0, f"unreachable: {e}"
-                    if status != 200:
-                        code = 502
-                        self._json(
-                            502,
-                            {
-                                "error": {
-                                    "message": f"prefill at {prefill_url} answered {status or prefill_pod}",
-                                    "type": "upstream_error",
-                                }
-                            },
-                            {"X-Request-Id": request_id},
-                        )
-                        return
-                if latency_ms > 0:
-                    time.sleep(latency_ms / 1000.0)
-                prompt_tokens = len(_prompt_text(body).split())
-                text = f"canned answer from {version} ({role})"
-                generation_tokens = len(text.split())
-                chat = path.endswith("/chat/completions")
-                choice = (
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                    if chat
-                    else {"index": 0, "text": text, "finish_reason": "stop"}
-                )
-                who = {"version": version, "pod": pod, "role": role, "request_id": request_id}
-                if prefill_pod is not None:
-                    who["prefill_pod"] = prefill_pod
-                self._json(
-                    200,
+            code, doc, headers, served_model, tokens = self._complete(path, raw, request_id)
+            # Counted and logged before the answer leaves: a client holding the answer knows both include it.
+            seconds = time.monotonic() - started
+            stats.finished(served_model, code, seconds, *tokens)
+            log(
+                json.dumps(
                     {
-                        "id": request_id,
-                        "object": "chat.completion" if chat else "text_completion",
-                        "created": int(time.time()),
+                        "event": "request",
+                        "request_id": request_id,
+                        "path": path,
                         "model": served_model,
-                        "system_fingerprint": version,
-                        "choices": [choice],
-                        "usage": {
-                            "prompt_tokens": prompt_tokens,
-                            "completion_tokens": generation_tokens,
-                            "total_tokens": prompt_tokens + generation_tokens,
-                        },
-                        "aiconf": who,
-                    },
-                    {
-                        "X-Aiconf-Version": version,
-                        "X-Aiconf-Pod": pod,
-                        "X-Aiconf-Role": role,
-                        "X-Request-Id": request_id,
-                    },
+                        "version": version,
+                        "role": role,
+                        "pod": pod,
+                        "code": code,
+                        "seconds": round(seconds, 6),
+                    }
                 )
-            finally:
-                seconds = time.monotonic() - started
-                stats.finished(served_model, code, seconds, prompt_tokens, generation_tokens)
-                log(
-                    json.dumps(
-                        {
-                            "event": "request",
-                            "request_id": request_id,
-                            "path": path,
-                            "model": served_model,
-                            "version": version,
-                            "role": role,
-                            "pod": pod,
-                            "code": code,
-                            "seconds": round(seconds, 6),
-                        }
-                    )
-                )
+            )
+            self._json(code, doc, {**headers, "X-Request-Id": request_id})
+
+        def _complete(self, path: str, raw: bytes, request_id: str):
+            """(status, answer, extra headers, model, (prompt tokens, generated tokens)) for one completion."""
+            try:
+                body = json.loads(raw or b"{}")
+                if not isinstance(body, dict):
+                    raise TypeError("body is not a JSON object")
+            except (ValueError, TypeError) as e:
+                error = {"message": f"bad request body: {e}", "type": "invalid_request_error"}
+                return 400, {"error": error}, {}, model, (0, 0)
+            served_model = str(body.get("model") or model)
+            prefill_pod = None
+            if prefill_url:
+                try:
+                    status, prefill_pod = _hand_over(prefill_url, path, raw, request_id)
+                except OSError as e:
+                    status, prefill_pod = 0, f"unreachable: {e}"
+                if status != 200:
+                    error = {
+                        "message": f"prefill at {prefill_url} answered {status or prefill_pod}",
+                        "type": "upstream_error",
+                    }
+                    return 502, {"error": error}, {}, served_model, (0, 0)
+            if latency_ms > 0:
+                time.sleep(latency_ms / 1000.0)
+            prompt_tokens = len(_prompt_text(body).split())
+            text = f"canned answer from {version} ({role})"
+            generation_tokens = len(text.split())
+            chat = path.endswith("/chat/completions")
+            choice = (
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                if chat
+                else {"index": 0, "text": text, "finish_reason": "stop"}
+            )
+            who = {"version": version, "pod": pod, "role": role, "request_id": request_id}
+            if prefill_pod is not None:
+                who["prefill_pod"] = prefill_pod
+            answer = {
+                "id": request_id,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": served_model,
+                "system_fingerprint": version,
+                "choices": [choice],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": generation_tokens,
+                    "total_tokens": prompt_tokens + generation_tokens,
+                },
+                "aiconf": who,
+            }
+            headers = {"X-Aiconf-Version": version, "X-Aiconf-Pod": pod, "X-Aiconf-Role": role}
+            return 200, answer, headers, served_model, (prompt_tokens, generation_tokens)
 
         def log_message(self, fmt, *a):  # the JSON line above is the access log
             pass
