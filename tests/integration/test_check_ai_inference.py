@@ -277,3 +277,27 @@ def test_a_header_rule_the_implementation_ignores_fails(
     assert outcomes.get("v1", 0) > 0, outcomes  # split like unlabelled traffic instead of routed
     assert result.subcheck("weighted_split").verdict is Verdict.PASS
     assert_cleaned_up(kube, rid)
+
+
+def test_the_client_pod_runs_in_the_image_and_an_address_pods_cannot_reach_fails(
+    kube_sandbox, kube, gateway_info, tmp_path
+):
+    # The sandbox's data plane listens on the host's 127.0.0.1: a client pod's loopback is its own, so every request
+    # is refused. The pod path still runs for real (the python3 -c client in image_python, restricted, logs parsed),
+    # and an unreachable Gateway is a FAIL with the reason, not an ERROR and never a PASS.
+    result, rid, _ = run(
+        kube_sandbox,
+        tmp_path,
+        inference_client="pod",
+        inference_route_timeout_s=3,
+        inference_requests=20,
+        inference_header_requests=5,
+    )
+    assert result.verdict is Verdict.FAIL, (result.reason, summary(result))
+    assert result.metrics["client"]["mode"] == "pod"
+    split = result.subcheck("weighted_split")
+    assert split.verdict is Verdict.FAIL and "none of 20 requests was answered" in split.summary, summary(result)
+    assert "Connection refused" in split.summary or "ConnectionRefusedError" in split.summary
+    assert result.subcheck("header_routing").verdict is Verdict.FAIL
+    assert result.metrics["traffic"]["split"]["sent"] == 20  # every planned request came back from the pod's log
+    assert_cleaned_up(kube, rid)
