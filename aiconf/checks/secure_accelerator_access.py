@@ -506,14 +506,32 @@ def run(ctx: CheckContext) -> None:
             return
         pods = ctx.kube.list("v1", "Pod")
         free = {n.name: free_accelerators(n, pods, p.gpu_resource_name) for n in real}
+        # A time-sliced node (GFD's nvidia.com/gpu.replicas > 1) hands one GPU to several pods by its declared
+        # policy: unshared nodes are preferred, and on a shared one no two device-holding probes run side by side.
         chosen = (
-            by_name[p.secure_access_node] if p.secure_access_node else max(real, key=lambda n: (free[n.name], n.name))
+            by_name[p.secure_access_node]
+            if p.secure_access_node
+            else max(real, key=lambda n: (n.replicas <= 1, free[n.name], n.name))
         )
-        if free.get(chosen.name, 0) < 2 <= chosen.allocatable:
+        shared = chosen.replicas > 1
+        if free.get(chosen.name, 0) < 2 <= chosen.allocatable and not shared:
             free[chosen.name] = wait_free_accelerators(ctx.kube, chosen, 2, p)
-        others = [n for n in real if n.name != chosen.name and free.get(n.name, 0) >= 1]
+        others = [n for n in real if n.name != chosen.name and free.get(n.name, 0) >= 1 and n.replicas <= 1]
         other = max(others, key=lambda n: free[n.name]) if others else None
-        phases, skipped = plan_phases(chosen, free.get(chosen.name, 0), other)
+        phases, skipped = plan_phases(chosen, min(free.get(chosen.name, 0), 1) if shared else free.get(chosen.name, 0),
+                                      other)
+        if shared:
+            ctx.note(
+                f"{chosen.name} is time-sliced (nvidia.com/gpu.replicas={chosen.replicas}): pods there may share a GPU "
+                "by the node's declared policy, so the probes holding a device ran one at a time and two pods on it "
+                "were not required to see distinct GPUs"
+            )
+            if "distinct_devices_no_cross_access" in skipped:
+                skipped["distinct_devices_no_cross_access"] = (
+                    f"{chosen.name} is time-sliced (replicas={chosen.replicas}) and no unshared node has a free "
+                    "accelerator to pair it with: distinct assignment cannot be demanded here (name an unshared "
+                    "node in secure_access_node to show it)"
+                )
         used = sorted({sc.node for ph in phases for sc in ph})
         ctx.record(
             "accelerator_nodes",

@@ -527,3 +527,31 @@ def test_preflight_needs_a_real_accelerator_node_with_a_free_accelerator():
     assert ok and "real-0: 2 free" in why
     ok, why = sa.preflight(FakeKube([node("one", 1)]), p)
     assert ok and "T3 needs two" in why
+
+
+def time_sliced(name: str, gpus: int, replicas: int) -> dict:
+    n = node(name, gpus * replicas)
+    n["metadata"]["labels"].update({"nvidia.com/gpu.count": str(gpus), "nvidia.com/gpu.replicas": str(replicas),
+                                    "nvidia.com/gpu.sharing-strategy": "time-slicing"})
+    return n
+
+
+def test_a_time_sliced_node_alone_holds_one_device_at_a_time_and_t3_is_unknown_not_a_false_fail(tmp_path):
+    """Two pods on a time-sliced node may see the same GPU by design: not an isolation failure, not a pass either."""
+    kube = FakeKube([time_sliced("real-0", 2, 2)])
+    result = run_fake(tmp_path, kube)
+    t3 = result.subcheck("distinct_devices_no_cross_access")
+    assert t3.verdict is Verdict.UNKNOWN and "time-sliced" in t3.summary
+    assert result.verdict is Verdict.UNKNOWN
+    assert any("time-sliced" in n for n in result.notes)
+    holders = [o["metadata"]["name"] for o in kube.created if o["kind"] == "Pod"
+               and any((c.get("resources") or {}).get("limits", {}).get(GPU) for c in o["spec"]["containers"])]
+    assert not any("t3" in h for h in holders), holders
+
+
+def test_an_unshared_node_is_preferred_over_a_time_sliced_one(tmp_path):
+    kube = FakeKube([time_sliced("shared-0", 2, 4), node("real-0", 2)])
+    result = run_fake(tmp_path, kube)
+    assert result.verdict is Verdict.PASS, [(s.id, s.verdict, s.summary) for s in result.subchecks]
+    pods = [o for o in kube.created if o["kind"] == "Pod"]
+    assert {p["spec"]["nodeSelector"]["kubernetes.io/hostname"] for p in pods} == {"real-0"}
