@@ -98,8 +98,9 @@ display.chart(result, "split")
 #
 # Time for each request through the Gateway to a backend and back, by rule and by the version that served it. The
 # backends add no service time of their own, so this is the data plane's (and the network's) share. Warm-up requests
-# are left out. A group of requests near 40 ms is a TCP delayed-ACK stall (a server that writes the response headers
-# and the body in two small writes waits for the peer's delayed ACK), not time the Gateway spent routing.
+# are left out. On your own backends, a group of requests near 40 ms usually is a TCP delayed-ACK stall (a server
+# writing the response headers and the body in two small writes waits for the peer's delayed ACK), not time the
+# Gateway spent routing; the toolkit's own TEST server writes each answer at once.
 
 # %%
 display.chart(result, "latency")
