@@ -14,7 +14,20 @@ from typing import Any
 
 import pytest
 
-from aiconf.checks import cluster_autoscaling, dra_support, gang_scheduling, pod_autoscaling, robust_controller
+from aiconf.checks import (
+    accelerator_metrics,
+    ai_inference,
+    ai_service_metrics,
+    cluster_autoscaling,
+    dra_support,
+    driver_runtime_management,
+    gang_scheduling,
+    gpu_sharing,
+    high_performance_networking,
+    pod_autoscaling,
+    robust_controller,
+    virtualized_accelerator,
+)
 from aiconf.context import CheckContext
 from aiconf.params import load_parameters
 
@@ -36,12 +49,29 @@ def templates(profile: str | None) -> dict[str, list[dict[str, Any]]]:
     gpu_plan = gang_scheduling.GangPlan(2, p.gpu_resource_name, "1", True, "free GPUs")
     cpu_plan = gang_scheduling.GangPlan(2, "cpu", "100m", False, "no GPUs")
     group = cluster_autoscaling.NodeGroup("karpenter", "gpu", 0, 4, 0, True, 8, {"pool": "gpu"})
+    gpu_node = {"metadata": {"name": "gpu-0", "labels": {"nvidia.com/gpu.count": "2"}},
+                "spec": {"taints": [{"key": p.gpu_taint_key, "value": "true", "effect": "NoSchedule"}]},
+                "status": {"allocatable": {p.gpu_resource_name: "2"}, "conditions": [{"type": "Ready", "status": "True"}]}}
+    accel = accelerator_metrics.accelerator_nodes([gpu_node], p.gpu_resource_name)[0]
+    shared = gpu_sharing.SharingNode("gpu-0", False, True, p.gpu_resource_name, 4, 2, 2, "time-slicing", "H100-SHARED")
+    plan = ai_inference._plan(p, "http://127.0.0.1:8000", "")
     built = {
         "gang_job": [gang_scheduling.gang_job("g", "ns", "q", 2, plan, p, "pos") for plan in (gpu_plan, cpu_plan)],
         "claim_pod": [dra_support.claim_pod("c", "ns", "tpl", p)],
         "workload": [pod_autoscaling.workload("w", "ns", p, gpu=gpu, exporter=exp)
                      for gpu in (True, False) for exp in (True, False)],
         "burst_deployment": [cluster_autoscaling.burst_deployment("b", "ns", 2, 1, group, p)],
+        "accelerator_metrics.load_pod": [accelerator_metrics.load_pod("l", "ns", accel, p, simulated=sim, configmap="cm")
+                     for sim in (True, False)],
+        "ai_inference.backend_pod": [ai_inference.backend_pod("v1", "ns", p, gpu_node)],
+        "ai_inference.client_pod": [ai_inference.client_pod("ns", plan, p, gpu_node)],
+        "ai_service_metrics.inference_deployment": [ai_service_metrics.inference_deployment("ns", p, annotate=a) for a in (True, False)],
+        "driver_runtime_management.probe_pod": [driver_runtime_management.probe_pod("d", "ns", accel, p, "cm")],
+        "virtualized_accelerator.claim_probe_pod": [virtualized_accelerator.claim_probe_pod(
+            driver_runtime_management.probe_pod("v", "ns", accel, p, "cm"), "vgpu", p.gpu_resource_name)],
+        "gpu_sharing.probe_pod": [gpu_sharing.probe_pod("s", "ns", shared, p, configmap="cm", hold_s=5)],
+        "high_performance_networking.probe_pod": [high_performance_networking.probe_pod("n", "ns", p, template="nic"),
+                          high_performance_networking.probe_pod("n", "ns", p, nad="net1", avoid_nodes=["a"])],
         "raycluster": [robust_controller.raycluster("r", "ns", image="img"),
                        robust_controller.kuberay_profile(p).valid_cr,
                        robust_controller.kuberay_profile(p).invalid_cr],
@@ -129,14 +159,17 @@ def test_every_pod_template_in_the_checks_is_inspected():
     get a weaker, static look: each container literal must set a securityContext. To inspect one fully, add its
     builder to ``templates`` (and any setting it cannot have to ``EXEMPT``, with the reason as a comment in the check).
     """
-    inspected = {"cluster_autoscaling", "dra_support", "gang_scheduling", "pod_autoscaling", "robust_controller"}
+    inspected = {"cluster_autoscaling", "dra_support", "gang_scheduling", "pod_autoscaling", "robust_controller",
+                 "accelerator_metrics", "ai_inference", "ai_service_metrics", "driver_runtime_management",
+                 "gpu_sharing", "high_performance_networking", "virtualized_accelerator"}
     known = set(templates(None))
     for path in sorted(CHECKS_DIR.glob("*.py")):
         literals = _container_literals(ast.parse(path.read_text()))
         if path.stem in inspected:
             # Nested helpers (raycluster's template()) count as their enclosing builder.
             owners = {"raycluster" if fn == "template" else fn for fn, _ in literals}
-            assert owners <= known, f"{path.stem}: pod templates not inspected: {sorted(owners - known)}"
+            owners = {fn for fn in owners if fn not in known and f"{path.stem}.{fn}" not in known}
+            assert not owners, f"{path.stem}: pod templates not inspected: {sorted(owners)}"
         else:
             for fn, node in literals:
                 keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
