@@ -40,7 +40,7 @@ from aiconf.checks.accelerator_metrics import (
     WORKLOAD_DIR,
     AccelNode,
     accelerator_nodes,
-    node_tolerations,
+    load_pod,
     quantity,
     workloads_configmap,
 )
@@ -102,15 +102,6 @@ LAUNCHER = (
     "nvidia-smi 2>&1\n"
     f'echo "{END} rc=$?"\n'
 )
-#: The toolkit's restricted security context: reading a version needs no privilege (device nodes are 0666).
-PROBE_SECURITY_CONTEXT: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": 65534,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 VERSION_RE = re.compile(r"^\s*(\d+(?:\.\d+)+)")
 
 
@@ -512,41 +503,25 @@ def plan_probes(
 
 
 def probe_pod(name: str, namespace: str, node: AccelNode, p: Any, configmap: str) -> dict[str, Any]:
-    """A pod pinned to ``node`` holding one accelerator (requested like any workload), run once."""
-    spec: dict[str, Any] = {
-        "nodeSelector": {"kubernetes.io/hostname": node.name},
-        "tolerations": node_tolerations(node, (p.gpu_taint_key,)),
-        "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": 1,
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "containers": [
-            {
-                "name": "probe",
-                "image": p.driver_probe_image or p.image_python,
-                "imagePullPolicy": p.image_pull_policy,
-                "command": ["sh", "-c", LAUNCHER],
-                "resources": {
-                    "requests": {"cpu": "10m", "memory": "32Mi"},
-                    "limits": {"memory": "256Mi", p.gpu_resource_name: "1"},
-                },
-                "securityContext": dict(PROBE_SECURITY_CONTEXT),
-                "volumeMounts": [
-                    {"name": "workloads", "mountPath": WORKLOAD_DIR, "readOnly": True},
-                    {"name": "tmp", "mountPath": "/tmp"},
-                ],
-            }
-        ],
-        "volumes": [{"name": "workloads", "configMap": {"name": configmap}}, {"name": "tmp", "emptyDir": {}}],
-    }
-    if p.runtime_class_name:
-        spec["runtimeClassName"] = p.runtime_class_name
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": {PROBE_LABEL: "true"}},
-        "spec": spec,
-    }
+    """A pod pinned to ``node`` holding one accelerator (requested like any workload), run once.
+
+    Built on accelerator_metrics' load pod (pinned, tolerating the node's taints, restricted: reading a version needs
+    no privilege, device nodes are 0666); only the image, the command and the resources differ.
+    """
+    pod = load_pod(name, namespace, node, p, simulated=True, configmap=configmap)
+    pod["metadata"]["labels"] = {PROBE_LABEL: "true"}
+    pod["spec"]["terminationGracePeriodSeconds"] = 1
+    container = pod["spec"]["containers"][0]
+    container.update(
+        name="probe",
+        image=p.driver_probe_image or p.image_python,
+        command=["sh", "-c", LAUNCHER],
+        resources={
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"memory": "256Mi", p.gpu_resource_name: "1"},
+        },
+    )
+    return pod
 
 
 def other_vendor_nodes(nodes: list[dict[str, Any]]) -> dict[str, list[str]]:
