@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from aiconf import display
+from aiconf.checks.ai_inference import condition_text, route_parent_status
 from aiconf.checks.disaggregated_inference import mark_not_applicable, parent_condition
 from aiconf.context import CheckContext
 from aiconf.errors import ConfigError, WaitTimeout
@@ -160,24 +161,11 @@ def probe_route(name: str, namespace: str, gateway: dict[str, Any], pool: str) -
 
 def parent_status(route: dict[str, Any] | None, gateway: dict[str, Any]) -> dict[str, Any] | None:
     """The route's status entry written for ``gateway`` (None until the gateway writes one)."""
-    gmeta = gateway["metadata"]
-    for parent in ((route or {}).get("status") or {}).get("parents") or []:
-        ref = parent.get("parentRef") or {}
-        if (
-            ref.get("name") == gmeta["name"]
-            and ref.get("namespace", route["metadata"]["namespace"]) == gmeta["namespace"]
-        ):
-            return parent
-    return None
+    return route_parent_status(route, (gateway["metadata"]["namespace"], gateway["metadata"]["name"]))
 
 
 def describe_conditions(parent: dict[str, Any] | None) -> str:
-    if parent is None:
-        return "no status from the gateway"
-    return "; ".join(
-        f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message', '')})"
-        for c in parent.get("conditions") or []
-    )
+    return "no status from the gateway" if parent is None else condition_text(parent)
 
 
 def installed_bundle_version(kube: Any) -> str:
