@@ -15,6 +15,12 @@ Endpoints:
   (histogram), ``aiconf_requests_running`` (gauge, the queue depth an endpoint picker would read),
   ``aiconf_prompt_tokens_total`` / ``aiconf_generation_tokens_total`` (counters; "tokens" are whitespace-split words),
   ``aiconf_inference_stub_info{version,role,pod}`` (says which program this is). Only completion requests count.
+  With ``--queue-depth N`` / ``--kv-cache-usage F`` it also advertises the gauges GAIE's endpoint picker scrapes from
+  vLLM by default: ``vllm:num_requests_waiting`` (N), ``vllm:num_requests_running``,
+  ``vllm:kv_cache_usage_perc`` and its older name ``vllm:gpu_cache_usage_perc`` (F, 0..1), ``vllm:lora_requests_info``
+  (no adapters) and ``vllm:cache_config_info``. The numbers are set, not measured: a TEST knob for routing tests.
+- ``GET /aiconf/advertise?queue_depth=N&kv_cache_usage=F``: changes the advertised values (a GET so that a check can
+  reach it through the API server's pod proxy, which the toolkit may only GET); answers the values now advertised.
 
 With ``--prefill-url URL`` (a decode role) each completion is first POSTed, same body and ``X-Request-Id``, to
 ``URL`` + the request's path, the way a disaggregated deployment hands a request from prefill to decode; the answer
@@ -68,6 +74,18 @@ class Stats:
         self.prompt_tokens: dict[str, int] = {}
         self.generation_tokens: dict[str, int] = {}
         self.running = 0
+        #: Advertised vLLM-style load (None: not advertised); set by --queue-depth/--kv-cache-usage or /aiconf/advertise.
+        self.queue_depth: int | None = None
+        self.kv_cache_usage: float | None = None
+
+    def advertise(self, queue_depth: int | None = None, kv_cache_usage: float | None = None) -> dict:
+        """Set the advertised queue depth and/or KV-cache use; returns what is advertised now."""
+        with self.lock:
+            if queue_depth is not None:
+                self.queue_depth = max(0, int(queue_depth))
+            if kv_cache_usage is not None:
+                self.kv_cache_usage = min(1.0, max(0.0, float(kv_cache_usage)))
+            return {"queue_depth": self.queue_depth, "kv_cache_usage": self.kv_cache_usage}
 
     def started(self) -> None:
         with self.lock:
@@ -122,7 +140,33 @@ class Stats:
                 "# TYPE aiconf_requests_running gauge",
                 f"aiconf_requests_running{{{base}}} {self.running}",
             ]
+            if self.queue_depth is not None or self.kv_cache_usage is not None:
+                out += self._vllm_gauges()
         return "\n".join(out) + "\n"
+
+
+    def _vllm_gauges(self) -> list[str]:
+        """The gauges an endpoint picker reads from vLLM (names as vLLM exposes them); called with the lock held."""
+        queued = self.queue_depth or 0
+        kv = self.kv_cache_usage or 0.0
+        gauges = [
+            ("vllm:num_requests_waiting", "Requests waiting (advertised by --queue-depth).", queued),
+            ("vllm:num_requests_running", "Requests running now.", self.running),
+            ("vllm:kv_cache_usage_perc", "KV-cache use, 0..1 (advertised by --kv-cache-usage).", kv),
+            ("vllm:gpu_cache_usage_perc", "KV-cache use, 0..1 (vLLM's older name).", kv),
+        ]
+        out = []
+        for name, text, value in gauges:
+            out += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {_fmt(value)}"]
+        out += [
+            "# HELP vllm:lora_requests_info LoRA adapters (none).",
+            "# TYPE vllm:lora_requests_info gauge",
+            f'vllm:lora_requests_info{{max_lora="1",running_lora_adapters="",waiting_lora_adapters=""}} {_fmt(time.time())}',
+            "# HELP vllm:cache_config_info Cache configuration (nominal).",
+            "# TYPE vllm:cache_config_info gauge",
+            'vllm:cache_config_info{block_size="16",num_gpu_blocks="1024"} 1',
+        ]
+        return out
 
 
 def _prompt_text(body: dict) -> str:
@@ -161,10 +205,13 @@ def make_server(
     pod: str | None = None,
     log=None,
     prefill_url: str = "",
+    queue_depth: int | None = None,
+    kv_cache_usage: float | None = None,
 ) -> ThreadingHTTPServer:
     """The HTTP server (not started): ``server.serve_forever()`` serves; ``server.stats`` holds the counters."""
     pod = pod or os.environ.get("POD_NAME") or socket.gethostname()
     stats = Stats(version, role, pod)
+    stats.advertise(queue_depth, kv_cache_usage)
     log = log or (lambda line: print(line, flush=True))
 
     class Handler(BaseHTTPRequestHandler):
@@ -193,6 +240,15 @@ def make_server(
                 self._send(200, b"ok\n", "text/plain")
             elif path == "/version":
                 self._send(200, f"{version}\n".encode(), "text/plain", {"X-Aiconf-Version": version})
+            elif path == "/aiconf/advertise":
+                query = urllib.parse.parse_qs(self.path.partition("?")[2])
+                try:
+                    depth = int(query["queue_depth"][0]) if "queue_depth" in query else None
+                    kv = float(query["kv_cache_usage"][0]) if "kv_cache_usage" in query else None
+                except ValueError as e:
+                    self._send(400, f"bad value: {e}\n".encode(), "text/plain")
+                    return
+                self._json(200, {"pod": pod, **stats.advertise(depth, kv)})
             elif path == "/v1/models":
                 self._json(200, {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "aiconf"}]})
             else:
@@ -304,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--role", default="serve", help="role it reports, e.g. serve, prefill, decode")
     ap.add_argument("--latency-ms", type=float, default=0.0, help="fixed service time added to each completion")
     ap.add_argument("--prefill-url", default="", help="hand each completion to this prefill server first (decode)")
+    ap.add_argument(
+        "--queue-depth", type=int, default=None, help="advertise vLLM gauges with this many waiting requests"
+    )
+    ap.add_argument(
+        "--kv-cache-usage", type=float, default=None, help="advertise vLLM gauges with this KV-cache use (0..1)"
+    )
     args = ap.parse_args(argv)
     server = make_server(
         args.address,
@@ -313,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         role=args.role,
         latency_ms=args.latency_ms,
         prefill_url=args.prefill_url,
+        queue_depth=args.queue_depth,
+        kv_cache_usage=args.kv_cache_usage,
     )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(

@@ -145,3 +145,54 @@ def test_a_failed_hand_over_is_a_502_not_an_answer():
     finally:
         decode.shutdown()
         decode.server_close()
+
+
+def test_without_the_knobs_no_vllm_gauges_are_advertised(stub):
+    server, _ = stub
+    assert not [name for name in families(server) if name.startswith("vllm:")]
+
+
+def test_the_advertised_load_is_exposed_under_the_vllm_names_an_endpoint_picker_reads():
+    server = serve_stub(queue_depth=7, kv_cache_usage=0.25)
+    try:
+        fams = families(server)
+        gauge = {n: fams[n].samples[0].value for n in fams if n.startswith("vllm:")}
+        assert gauge["vllm:num_requests_waiting"] == 7.0 and gauge["vllm:num_requests_running"] == 0.0
+        assert gauge["vllm:kv_cache_usage_perc"] == 0.25 and gauge["vllm:gpu_cache_usage_perc"] == 0.25
+        lora = fams["vllm:lora_requests_info"].samples[0].labels
+        assert lora["running_lora_adapters"] == "" and lora["max_lora"] == "1"
+        assert fams["vllm:cache_config_info"].samples[0].labels["block_size"] == "16"
+        # changed at run time through a GET (what the API server's pod proxy allows the toolkit)
+        resp, data = request(server, "GET", "/aiconf/advertise?queue_depth=30&kv_cache_usage=0.9")
+        assert resp.status == 200 and json.loads(data) == {"pod": "pod-q", "queue_depth": 30, "kv_cache_usage": 0.9}
+        after = families(server)
+        assert after["vllm:num_requests_waiting"].samples[0].value == 30.0
+        assert after["vllm:kv_cache_usage_perc"].samples[0].value == 0.9
+        assert request(server, "GET", "/aiconf/advertise?queue_depth=many")[0].status == 400
+        # the other behaviour is unchanged: it still answers and counts completions
+        assert request(server, "POST", "/v1/completions", {"prompt": "x"})[0].status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_knob_is_on_the_command_line(monkeypatch):
+    args = ["--port", "0", "--queue-depth", "3", "--kv-cache-usage", "0.5"]
+    parsed = {}
+
+    def fake_make_server(address, port, **kw):
+        parsed.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(inference_stub, "make_server", fake_make_server)
+    with pytest.raises(SystemExit):
+        inference_stub.main(args)
+    assert parsed["queue_depth"] == 3 and parsed["kv_cache_usage"] == 0.5
+
+
+def serve_stub(**advertised):
+    server = inference_stub.make_server(
+        "127.0.0.1", 0, version="v1", model="m1", pod="pod-q", log=lambda line: None, **advertised
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
