@@ -20,17 +20,43 @@ What each sub-check proves:
   suite's report given in ``gaie_conformance_report`` (Gateway profile core tests, which include routing that follows
   the endpoint picker, for the installed GAIE version: PASS; failures: FAIL; a report for another version: UNKNOWN).
   Without a report: UNKNOWN, naming the suite. So this check never PASSes on API presence or route status alone.
+  It also takes the verdict of ``routing_follows_metrics`` when that ran: a FAIL of either is FAIL, else a PASS of
+  either is PASS, else UNKNOWN.
+* ``routing_follows_metrics`` (informational; it feeds ``metric_aware_routing``): behind the probe pool, only when the
+  gateway resolved it and ``gaie_epp_deploy`` is on, the check deploys an endpoint picker (the upstream EPP image, at
+  the installed GAIE release) and one TEST inference server per ``gaie_queue_depths`` entry, each advertising that
+  queue depth under vLLM's metric names; it sends ``gaie_routing_requests`` requests through the gateway, rotates the
+  advertised depths and sends them again. In each phase the pod advertising the shortest queue must get the largest
+  share, with the exact (Clopper-Pearson) lower bound at ``gaie_confidence`` above ``gaie_min_share``: a picker that
+  ignores metrics (an even split) FAILs, and so does one that sends everything to one pod whatever it advertises
+  (the rotation makes that pod the longest queue in a phase). Without an endpoint picker: UNKNOWN, with the reason.
+  This path was not run against a live EPP in this project (the sandbox's gateway refuses pool backends).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
 from aiconf import display
-from aiconf.checks.ai_inference import condition_text, route_parent_status
+from aiconf.checks.accelerator_metrics import proxy_path
+from aiconf.checks.ai_inference import (
+    STUB_PORT,
+    backend_pod,
+    binom_test,
+    clopper_pearson,
+    condition_text,
+    gateway_url,
+    outcome,
+    process_nodes,
+    reachable,
+    route_parent_status,
+    run_planned_requests,
+)
 from aiconf.checks.disaggregated_inference import mark_not_applicable, parent_condition
 from aiconf.context import CheckContext
 from aiconf.errors import ConfigError, WaitTimeout
@@ -43,6 +69,11 @@ GAIE_X_GROUP = "inference.networking.x-k8s.io"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 BUNDLE_ANNOTATION = "inference.networking.k8s.io/bundle-version"
 PROBE_APP = "gaie-probe"
+EPP_APP = "gaie-epp"
+PROBE_POOL = "aiconf-probe-pool"
+PROBE_ROUTE = "aiconf-probe-route"
+#: The endpoint picker's ports (upstream defaults): ext-proc gRPC, gRPC health.
+EPP_GRPC_PORT, EPP_HEALTH_PORT = 9002, 9003
 #: What the upstream suite is run with (KAR-0011's automated test).
 CONFORMANCE_HINT = (
     "run the upstream GAIE conformance suite against the gateway class and attach its report: "
@@ -57,8 +88,9 @@ SUBCHECKS = (
     "existing_pools",
     "gateway_resolves_pool_backend",
     "metric_aware_routing",
+    "routing_follows_metrics",
 )
-INFORMATIONAL = ("inference_objective_api_served", "existing_pools")
+INFORMATIONAL = ("inference_objective_api_served", "existing_pools", "routing_follows_metrics")
 
 
 # --- discovery -------------------------------------------------------------------------------------------------------
@@ -159,6 +191,231 @@ def probe_route(name: str, namespace: str, gateway: dict[str, Any], pool: str) -
     }
 
 
+def pool_pod(index: int, queue_depth: int, namespace: str, p: Any, node: dict[str, Any] | None) -> dict[str, Any]:
+    """One endpoint of the probe pool: the TEST inference server advertising ``queue_depth`` under vLLM's names."""
+    pod = backend_pod(f"endpoint-{index}", namespace, p, node)
+    pod["metadata"]["name"] = f"gaie-endpoint-{index}"
+    pod["metadata"]["labels"]["aiconf.io/app"] = PROBE_APP
+    container = pod["spec"]["containers"][0]
+    container["command"] += ["--queue-depth", str(queue_depth), "--kv-cache-usage", str(kv_cache_for(queue_depth))]
+    container["env"].append({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+    return pod
+
+
+def kv_cache_for(queue_depth: int) -> float:
+    """The KV-cache use advertised beside a queue depth: in the same order, so both default scorers agree."""
+    return round(min(0.9, 0.1 + queue_depth / 100), 2)
+
+
+def epp_config() -> str:
+    """The endpoint picker's configuration: score on queue depth and KV-cache use only (no prefix-cache affinity,
+    which would tie repeated prompts to one pod whatever it advertises)."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "inference.networking.x-k8s.io/v1alpha1",
+            "kind": "EndpointPickerConfig",
+            "plugins": [
+                {"type": "queue-scorer"},
+                {"type": "kv-cache-utilization-scorer"},
+                {"type": "max-score-picker"},
+            ],
+            "schedulingProfiles": [
+                {
+                    "name": "default",
+                    "plugins": [
+                        {"pluginRef": "queue-scorer", "weight": 2},
+                        {"pluginRef": "kv-cache-utilization-scorer", "weight": 1},
+                        {"pluginRef": "max-score-picker"},
+                    ],
+                }
+            ],
+        },
+        sort_keys=False,
+    )
+
+
+def epp_objects(pool: str, namespace: str, image: str, p: Any, node: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What the endpoint picker of ``pool`` needs in the check's namespace: a ServiceAccount, a Role to read pods,
+    pools and objectives (what upstream's chart grants), its binding, the picker pod and the Service the pool's
+    ``endpointPickerRef`` names."""
+    name = f"{pool}-epp"
+    labels = {"aiconf.io/app": EPP_APP}
+    read = ["get", "list", "watch"]
+    pod = backend_pod("epp", namespace, p, node)  # placement, restricted security context, no token automount
+    spec = pod["spec"]
+    spec["serviceAccountName"] = name
+    spec["automountServiceAccountToken"] = True  # the picker watches pods and its pool through the API
+    spec["securityContext"] = {**spec["securityContext"], "runAsUser": 65532}  # the distroless image's nonroot user
+    spec["containers"] = [
+        {
+            "name": "epp",
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": [
+                "--pool-name",
+                pool,
+                "--pool-namespace",
+                namespace,
+                "--config-text",
+                epp_config(),
+                "--grpc-port",
+                str(EPP_GRPC_PORT),
+                "--grpc-health-port",
+                str(EPP_HEALTH_PORT),
+                "--tracing=false",
+                "--metrics-endpoint-auth=false",  # else it needs TokenReview/SubjectAccessReview rights
+                "--zap-encoder",
+                "json",
+            ],
+            "ports": [
+                {"name": "grpc", "containerPort": EPP_GRPC_PORT},
+                {"name": "grpc-health", "containerPort": EPP_HEALTH_PORT},
+            ],
+            "readinessProbe": {
+                "grpc": {"port": EPP_HEALTH_PORT, "service": "inference-extension"},
+                "periodSeconds": 2,
+            },
+            "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+        }
+    ]
+    pod["metadata"] = {"name": name, "namespace": namespace, "labels": labels}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": read},
+                {"apiGroups": [GAIE_GROUP], "resources": ["inferencepools"], "verbs": read},
+                {
+                    "apiGroups": [GAIE_X_GROUP],
+                    "resources": ["inferenceobjectives", "inferencemodelrewrites"],
+                    "verbs": read,
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        },
+        pod,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "selector": labels,
+                "ports": [
+                    {
+                        "name": "grpc-ext-proc",
+                        "port": EPP_GRPC_PORT,
+                        "targetPort": EPP_GRPC_PORT,
+                        "appProtocol": "http2",
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def phase_depths(depths: list[int], phase: int) -> list[int]:
+    """The queue depth each pool pod advertises in ``phase`` (0, 1, ...): the list rotated by one per phase, so the
+    shortest queue moves to another pod."""
+    k = len(depths)
+    return [depths[(i - phase) % k] for i in range(k)]
+
+
+# --- judging the routing (pure) -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseJudgement:
+    """One phase's requests, tallied per pool pod against what each pod advertised."""
+
+    phase: int
+    depths: dict[str, int]  #: pod -> advertised queue depth
+    counts: dict[str, int]  #: pod -> requests it answered
+    sent: int
+    failures: dict[str, int]
+    confidence: float
+    min_share: float
+
+    @property
+    def answered(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def shortest(self) -> str:
+        return min(self.depths, key=lambda pod: (self.depths[pod], pod))
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return clopper_pearson(self.counts.get(self.shortest, 0), self.answered, self.confidence)
+
+    @property
+    def p_uniform(self) -> float:
+        """Exact binomial test of the shortest queue's count against an even split (what a metric-blind picker does)."""
+        return binom_test(self.counts.get(self.shortest, 0), self.answered, 1 / len(self.depths))
+
+    @property
+    def passed(self) -> bool:
+        best = self.counts.get(self.shortest, 0)
+        others = [n for pod, n in self.counts.items() if pod != self.shortest]
+        return (
+            self.sent > 0
+            and self.answered == self.sent
+            and self.interval[0] > self.min_share
+            and all(best > n for n in others)
+        )
+
+    def describe(self) -> str:
+        lo, hi = self.interval
+        tally = ", ".join(f"{pod} (queue {self.depths[pod]}): {self.counts.get(pod, 0)}" for pod in sorted(self.depths))
+        text = (
+            f"phase {self.phase + 1}: {tally}; the shortest queue ({self.shortest}) got "
+            f"{self.counts.get(self.shortest, 0)} of {self.answered} ({lo:.0%}-{hi:.0%} at {self.confidence:.0%}, "
+            f"even-split p={self.p_uniform:.2g})"
+        )
+        if self.failures:
+            text += f"; {self.sent - self.answered} of {self.sent} not answered by a pool pod: " + ", ".join(
+                f"{k} x{v}" for k, v in sorted(self.failures.items())
+            )
+        return text
+
+
+def judge_phase(
+    phase: int, rows: list[dict[str, Any]], depths: dict[str, int], confidence: float, min_share: float
+) -> PhaseJudgement:
+    """Tally one phase's request rows (``pod`` = the X-Aiconf-Pod header) per pool pod."""
+    counts = dict.fromkeys(depths, 0)
+    failures: dict[str, int] = {}
+    for r in rows:
+        pod = r.get("pod") or ""
+        if r.get("status") == 200 and pod in counts:
+            counts[pod] += 1
+        else:
+            why = outcome(r) if r.get("status") != 200 else f"answered by {pod or 'no pool pod'}"
+            failures[why] = failures.get(why, 0) + 1
+    return PhaseJudgement(phase, dict(depths), counts, len(rows), failures, confidence, min_share)
+
+
+def combine_routing_evidence(verdicts: list[Verdict]) -> Verdict:
+    """metric_aware_routing from its evidence (report, measurement): any FAIL, else any PASS, else UNKNOWN."""
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    return Verdict.PASS if Verdict.PASS in verdicts else Verdict.UNKNOWN
+
+
 def parent_status(route: dict[str, Any] | None, gateway: dict[str, Any]) -> dict[str, Any] | None:
     """The route's status entry written for ``gateway`` (None until the gateway writes one)."""
     return route_parent_status(route, (gateway["metadata"]["namespace"], gateway["metadata"]["name"]))
@@ -232,6 +489,41 @@ def draw_pools(ax: Any, result: Any) -> None:
     ax.set_title("InferencePool backends as the gateways report them")
 
 
+def draw_routing(ax: Any, result: Any) -> None:
+    """Share of the requests each pool pod answered, per phase, labelled with the queue depth it advertised."""
+    frame = display.series(result, "routing")
+    if frame.empty or "share" not in frame:
+        sub = result.subcheck("routing_follows_metrics") if hasattr(result, "subcheck") else None
+        why = (sub.summary if sub else "") or "no requests were routed through an endpoint picker"
+        ax.text(
+            0.5,
+            0.5,
+            "\n".join(why[i : i + 70] for i in range(0, min(len(why), 280), 70)),
+            ha="center",
+            va="center",
+            fontsize="small",
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+        return
+    labels, x = [], 0.0
+    for phase, group in frame.groupby("phase", sort=True):
+        for r in group.sort_values("pod").itertuples():
+            colour = "#1a7f37" if r.shortest else "#8c959f"
+            ax.bar(x, r.share, color=colour, edgecolor="white")
+            ax.text(x, r.share + 0.02, str(int(r.requests)), ha="center", fontsize="x-small")
+            labels.append((x, f"{r.pod}\nqueue {int(r.depth)}\nphase {int(phase) + 1}"))
+            x += 1
+        x += 0.7
+    pods = frame["pod"].nunique()
+    ax.axhline(1 / max(pods, 1), color="#cf222e", linestyle=":", label="even split (metric-blind picker)")
+    ax.set_xticks([p for p, _ in labels], [t for _, t in labels], fontsize="x-small")
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share of the phase's requests")
+    ax.set_title("Requests per pool endpoint vs advertised queue depth (green: shortest queue)")
+    ax.legend(loc="upper right", fontsize="small")
+
+
 # --- the check -------------------------------------------------------------------------------------------------------
 
 
@@ -249,7 +541,12 @@ def _record_rest(ctx: CheckContext, verdict: Verdict, why: str) -> None:
             ctx.record(sub, verdict, f"not attempted: {why}", required=sub not in INFORMATIONAL)
 
 
-@check("advanced_inference_ingress", subchecks=SUBCHECKS, charts={"pools": draw_pools}, preflight=preflight)
+@check(
+    "advanced_inference_ingress",
+    subchecks=SUBCHECKS,
+    charts={"pools": draw_pools, "routing": draw_routing},
+    preflight=preflight,
+)
 def run(ctx: CheckContext) -> None:
     p = ctx.params
     with ctx.step("detect the Gateway API Inference Extension"):
@@ -343,11 +640,12 @@ def run(ctx: CheckContext) -> None:
             Verdict.UNKNOWN,
             f"only {pool_api} is served: the probe uses {GAIE_GROUP}/v1 (upgrade GAIE, or attach evidence)",
         )
+        _routing_not_measured(ctx, f"only {pool_api} is served (the probe pool is {GAIE_GROUP}/v1)")
     else:
         with ctx.step("attach an HTTPRoute with an InferencePool backend to the gateway"):
             ns = ctx.namespace()
-            pool = ctx.create(probe_pool("aiconf-probe-pool", ns))
-            route = ctx.create(probe_route("aiconf-probe-route", ns, gateway, pool["metadata"]["name"]))
+            pool = ctx.create(probe_pool(PROBE_POOL, ns))
+            route = ctx.create(probe_route(PROBE_ROUTE, ns, gateway, pool["metadata"]["name"]))
             name = route["metadata"]["name"]
 
             def judged(obj: dict[str, Any] | None) -> bool:
@@ -388,9 +686,23 @@ def run(ctx: CheckContext) -> None:
                 expected="Accepted=True and ResolvedRefs=True for an InferencePool backendRef",
                 observed=observed,
             )
+        if not ok:
+            _routing_not_measured(ctx, "the gateway does not resolve an InferencePool backend (see above)")
+        else:
+            _measure_routing(ctx, p, final, gateway, ns)
 
     with ctx.step("judge metric-aware routing"):
         installed = installed_bundle_version(ctx.kube)
+        measured = ctx.result.subcheck("routing_follows_metrics")
+        if not p.gaie_conformance_report and measured is not None and measured.verdict in (Verdict.PASS, Verdict.FAIL):
+            ctx.record(
+                "metric_aware_routing",
+                measured.verdict,
+                f"measured (routing_follows_metrics): {measured.summary}",
+                expected="requests follow the endpoint picker's metric-based decisions",
+                observed=measured.observed,
+            )
+            return
         if not p.gaie_conformance_report:
             ctx.record(
                 "metric_aware_routing",
@@ -414,6 +726,9 @@ def run(ctx: CheckContext) -> None:
             raise ConfigError(f"gaie_conformance_report {p.gaie_conformance_report}: {e}") from None
         ctx.save_evidence("gaie-conformance-report.yaml", text)
         verdict, summary = judge_conformance_report(doc, installed)
+        if measured is not None and measured.verdict in (Verdict.PASS, Verdict.FAIL):
+            verdict = combine_routing_evidence([verdict, measured.verdict])
+            summary = f"{summary}; measured (routing_follows_metrics): {measured.verdict}: {measured.summary}"
         ctx.record(
             "metric_aware_routing",
             verdict,
@@ -425,4 +740,142 @@ def run(ctx: CheckContext) -> None:
         ctx.does_not_prove(
             "that this check ran the GAIE conformance suite: metric-aware routing is judged from the report given in "
             "gaie_conformance_report (its implementation and date are in the summary)"
+        )
+
+
+# --- the behavioural routing test ----------------------------------------------------------------------------------
+
+
+def _routing_not_measured(ctx: CheckContext, why: str, verdict: Verdict = Verdict.UNKNOWN) -> None:
+    ctx.record(
+        "routing_follows_metrics",
+        verdict,
+        f"not measured: {why}",
+        required=False,
+        expected="the pool pod advertising the shortest queue gets most requests, in every phase",
+        observed="not measured",
+    )
+
+
+def _measure_routing(ctx: CheckContext, p: Any, route: dict[str, Any], gateway: dict[str, Any], ns: str) -> None:
+    """Deploy an endpoint picker and pool pods advertising different queue depths; send requests through the gateway
+    in phases with the depths rotated; record ``routing_follows_metrics``."""
+    if not p.gaie_epp_deploy:
+        _routing_not_measured(
+            ctx,
+            "no endpoint picker for the probe pool: set gaie_epp_deploy: true to let the check deploy one (it creates "
+            "a ServiceAccount, Role and RoleBinding: grant rbac/aiconf-gaie-epp.yaml), or attach the GAIE "
+            "conformance report (gaie_conformance_report)",
+        )
+        return
+    depths = [int(d) for d in p.gaie_queue_depths]
+    if len(depths) < 2 or len(set(depths)) != len(depths):
+        raise ConfigError(f"gaie_queue_depths needs at least two different depths, not {depths}")
+    with ctx.step("deploy the endpoint picker and the pool's TEST inference servers"):
+        nodes = process_nodes(ctx.kube.list("v1", "Node"))
+        if not nodes:
+            _routing_not_measured(ctx, "no Ready node runs containers (all nodes simulated?)")
+            return
+        node = nodes[0]
+        version = p.gaie_epp_version or installed_bundle_version(ctx.kube)
+        if not version:
+            _routing_not_measured(
+                ctx, "the installed GAIE release is unknown (no bundle-version): set gaie_epp_version"
+            )
+            return
+        image = f"{p.gaie_epp_image}:{version}"
+        ctx.metric("endpoint_picker", {"image": image, "config": epp_config()})
+        pods = [f"gaie-endpoint-{i}" for i in range(len(depths))]
+        for i, depth in enumerate(depths):
+            ctx.create(pool_pod(i, depth, ns, p, node))
+        for obj in epp_objects(PROBE_POOL, ns, image, p, node):
+            ctx.create(obj)
+        try:
+            ctx.kube.wait_until(
+                "v1",
+                "Pod",
+                ns,
+                lambda objs: len(objs) == len(pods) + 1 and all(condition(o, "Ready") == "True" for o in objs),
+                p.gaie_epp_timeout_s,
+                f"the endpoint picker ({image}) and {len(pods)} pool pods Ready",
+                label_selector=f"aiconf.io/app in ({PROBE_APP},{EPP_APP})",
+            )
+        except WaitTimeout as e:
+            _routing_not_measured(ctx, f"the endpoint picker or the pool pods were not Ready: {e}")
+            return
+
+    with ctx.step("send requests through the gateway, rotating the advertised queue depths"):
+        url = gateway_url(gateway, SimpleNamespace(inference_gateway_url=p.gaie_gateway_url))
+        host = ((route.get("spec") or {}).get("hostnames") or [f"{PROBE_ROUTE}.aiconf.invalid"])[0]
+        client = p.gaie_client
+        if client == "auto":
+            client = "runner" if reachable(url, 5.0) else "pod"
+        ctx.metric("client", {"mode": client, "url": url, "host": host})
+        judgements = []
+        for phase in range(2):
+            advertised = dict(zip(pods, phase_depths(depths, phase), strict=True))
+            if phase:  # the first phase's depths are the pods' command-line values
+                for pod, depth in advertised.items():
+                    query = f"/aiconf/advertise?queue_depth={depth}&kv_cache_usage={kv_cache_for(depth)}"
+                    ctx.kube.raw("GET", proxy_path(ns, pod, STUB_PORT, query))
+            plan = {
+                "url": url,
+                "host": host,
+                "path": "/v1/chat/completions",
+                "model": p.inference_model,
+                "timeout_s": 5.0,
+                # the first phase waits for the data plane to serve the new route; the picker re-reads metrics
+                # every 50 ms, so the second needs no warm-up
+                "warmup_s": float(p.gaie_route_timeout_s) if phase == 0 else 0.0,
+                "budget_s": float(p.gaie_traffic_timeout_s) / 2,
+                "batches": [{"kind": f"phase{phase}", "count": int(p.gaie_routing_requests), "headers": {}}],
+            }
+            rows = run_planned_requests(
+                ctx,
+                plan,
+                client,
+                ns,
+                node,
+                p,
+                p.gaie_route_timeout_s + p.gaie_traffic_timeout_s,
+                pod_name=f"gaie-client-{phase}",
+            )
+            measured = [r for r in rows if r["kind"] != "warmup"]
+            j = judge_phase(phase, measured, advertised, float(p.gaie_confidence), float(p.gaie_min_share))
+            judgements.append(j)
+            for pod in pods:
+                ctx.series("routing").add(
+                    phase=phase,
+                    pod=pod,
+                    depth=advertised[pod],
+                    requests=j.counts[pod],
+                    share=j.counts[pod] / j.answered if j.answered else 0.0,
+                    shortest=pod == j.shortest,
+                )
+
+    passed = all(j.passed for j in judgements)
+    text = "; ".join(j.describe() for j in judgements)
+    ctx.record(
+        "routing_follows_metrics",
+        passed,
+        (
+            "routing followed the advertised queue depth: "
+            if passed
+            else "routing did not follow the advertised queue depth: "
+        )
+        + text,
+        required=False,
+        expected=f"every request answered by a pool pod; in each phase the shortest queue's share above "
+        f"{float(p.gaie_min_share):.0%} (exact lower bound at {float(p.gaie_confidence):.0%}) and larger than any other pod's",
+        observed=text,
+    )
+    ctx.note(
+        "routing_follows_metrics: the pool's endpoints are aiconf's TEST inference server advertising set queue "
+        "depths under vLLM's metric names (no model, no real queue); this path was not validated against a live "
+        "endpoint picker in this project"
+    )
+    if passed:
+        ctx.proves(
+            "the gateway sent requests for an InferencePool to the endpoint its endpoint picker chose from the pods' "
+            "advertised queue depth, and followed the choice when the depths changed"
         )

@@ -262,7 +262,7 @@ def send_requests(plan: dict) -> list[dict]:
     state = {"conn": None}
 
     def one(batch: dict, kind: str, i: int) -> dict:
-        row = {"kind": kind, "i": i, "status": 0, "version": "", "error": "", "latency_ms": None}
+        row = {"kind": kind, "i": i, "status": 0, "version": "", "pod": "", "error": "", "latency_ms": None}
         body = json.dumps(
             {"model": batch.get("model") or plan["model"], "messages": [{"role": "user", "content": "ping"}]}
         )
@@ -281,6 +281,7 @@ def send_requests(plan: dict) -> list[dict]:
             row["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
             row["status"] = resp.status
             row["version"] = resp.getheader("X-Aiconf-Version") or ""
+            row["pod"] = resp.getheader("X-Aiconf-Pod") or ""
             if not row["version"] and resp.status == 200:
                 try:
                     row["version"] = str((json.loads(data).get("aiconf") or {}).get("version") or "")
@@ -461,12 +462,14 @@ def http_route(name: str, namespace: str, parent: tuple[str, str], host: str, p:
     }
 
 
-def client_pod(namespace: str, plan: dict, p: Any, node: dict[str, Any] | None) -> dict[str, Any]:
+def client_pod(
+    namespace: str, plan: dict, p: Any, node: dict[str, Any] | None, name: str = CLIENT_POD
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": CLIENT_POD,
+            "name": name,
             "namespace": namespace,
             "labels": {"app.kubernetes.io/name": "aiconf-inference-client"},
         },
@@ -1021,23 +1024,39 @@ def _plan(p: Any, url: str, host: str) -> dict[str, Any]:
 def _traffic(ctx: CheckContext, p: Any, url: str, host: str, client: str, ns: str, node: dict[str, Any]) -> list[dict]:
     """The requests, sent by the runner or by a client pod on a node that runs containers."""
     ctx.metric("client", {"mode": client, "url": url, "host": host})
-    plan = _plan(p, url, host)
+    return run_planned_requests(
+        ctx, _plan(p, url, host), client, ns, node, p, p.inference_route_timeout_s + p.inference_traffic_timeout_s
+    )
+
+
+def run_planned_requests(
+    ctx: CheckContext,
+    plan: dict,
+    client: str,
+    ns: str,
+    node: dict[str, Any] | None,
+    p: Any,
+    traffic_s: float,
+    pod_name: str = CLIENT_POD,
+) -> list[dict]:
+    """:func:`send_requests` run by the runner (``client`` "runner") or by a client pod ``pod_name`` on ``node`` in
+    ``ns`` whose JSON lines are read back; the pod is waited for at most ``pod_start_timeout_s`` + ``traffic_s``."""
     if client == "runner":
         return send_requests(plan)
-    ctx.create(client_pod(ns, plan, p, node))
+    ctx.create(client_pod(ns, plan, p, node, pod_name))
     ctx.kube.wait_for(
         "v1",
         "Pod",
-        CLIENT_POD,
+        pod_name,
         ns,
         lambda o: ((o or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed"),
-        p.pod_start_timeout_s + p.inference_route_timeout_s + p.inference_traffic_timeout_s,
+        p.pod_start_timeout_s + traffic_s,
         "the client pod to finish",
     )
     # Warm-up rows are few (one every 0.2 s at most while the route is being programmed); keep them all.
-    lines = int(p.inference_requests) + int(p.inference_header_requests) + 10 * int(p.inference_route_timeout_s)
+    lines = sum(int(b["count"]) for b in plan["batches"]) + 10 * int(float(plan.get("warmup_s", 0)) + 1)
     rows = []
-    for line in ctx.kube.pod_logs(CLIENT_POD, ns, tail_lines=lines).splitlines():
+    for line in ctx.kube.pod_logs(pod_name, ns, tail_lines=lines).splitlines():
         with contextlib.suppress(ValueError):
             doc = json.loads(line)
             if isinstance(doc, dict) and "kind" in doc:

@@ -16,6 +16,7 @@ import pytest
 
 from aiconf.checks import (
     accelerator_metrics,
+    advanced_inference_ingress,
     ai_inference,
     ai_service_metrics,
     cluster_autoscaling,
@@ -65,6 +66,8 @@ def templates(profile: str | None) -> dict[str, list[dict[str, Any]]]:
                      for sim in (True, False)],
         "ai_inference.backend_pod": [ai_inference.backend_pod("v1", "ns", p, gpu_node)],
         "ai_inference.client_pod": [ai_inference.client_pod("ns", plan, p, gpu_node)],
+        "advanced_inference_ingress.pool_pod": [advanced_inference_ingress.pool_pod(0, 10, "ns", p, gpu_node)],
+        "advanced_inference_ingress.epp_objects": [advanced_inference_ingress.epp_objects("pool", "ns", "img", p, gpu_node)],
         "ai_service_metrics.inference_deployment": [ai_service_metrics.inference_deployment("ns", p, annotate=a) for a in (True, False)],
         "driver_runtime_management.probe_pod": [driver_runtime_management.probe_pod("d", "ns", accel, p, "cm")],
         "virtualized_accelerator.claim_probe_pod": [virtualized_accelerator.claim_probe_pod(
@@ -159,7 +162,7 @@ def test_every_pod_template_in_the_checks_is_inspected():
     get a weaker, static look: each container literal must set a securityContext. To inspect one fully, add its
     builder to ``templates`` (and any setting it cannot have to ``EXEMPT``, with the reason as a comment in the check).
     """
-    inspected = {"cluster_autoscaling", "dra_support", "gang_scheduling", "pod_autoscaling", "robust_controller",
+    inspected = {"advanced_inference_ingress", "cluster_autoscaling", "dra_support", "gang_scheduling", "pod_autoscaling", "robust_controller",
                  "accelerator_metrics", "ai_inference", "ai_service_metrics", "driver_runtime_management",
                  "gpu_sharing", "high_performance_networking", "virtualized_accelerator"}
     known = set(templates(None))
