@@ -8,6 +8,7 @@ import http.client
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -499,3 +500,36 @@ def test_the_endpoint_picker_config_scores_on_load_only():
     assert config["kind"] == "EndpointPickerConfig"
     refs = [x["pluginRef"] for x in config["schedulingProfiles"][0]["plugins"]]
     assert "queue-scorer" in refs and "prefix-cache-scorer" not in refs
+
+
+def test_the_opt_in_role_lets_the_toolkit_create_the_pickers_role_without_escalating():
+    """RBAC refuses a Role granting more than its creator holds: every rule of the picker's Role must be held by the
+    main role plus rbac/aiconf-gaie-epp.yaml, which must also allow creating the objects the check makes for it."""
+    root = Path(aii.__file__).resolve().parents[2] / "rbac"
+    held = [
+        (group, resource, verb)
+        for name in ("aiconf-clusterrole.yaml", "aiconf-gaie-epp.yaml")
+        for rule in yaml.safe_load((root / name).read_text())["rules"]
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule["verbs"]
+    ]
+    p = load_parameters(None, {"checklist_version": "1.36"})
+    objects = aii.epp_objects("pool", "ns", "img", p, None)
+    role = next(o for o in objects if o["kind"] == "Role")
+    wanted = {
+        (g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
+    plural = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings"}
+    plural |= {"Pod": "pods", "Service": "services"}
+    group = {"Role": "rbac.authorization.k8s.io", "RoleBinding": "rbac.authorization.k8s.io"}
+    wanted |= {(group.get(o["kind"], ""), plural[o["kind"]], "create") for o in objects}
+    assert wanted - set(held) == set()
+    main_only = {
+        (g, r, v)
+        for rule in yaml.safe_load((root / "aiconf-clusterrole.yaml").read_text())["rules"]
+        for g in rule.get("apiGroups", [])
+        for r in rule.get("resources", [])
+        for v in rule["verbs"]
+    }
+    assert ("rbac.authorization.k8s.io", "roles", "create") not in main_only  # the least-privilege role stays so
