@@ -25,9 +25,26 @@
 #    that follows the endpoint picker, must have succeeded for the installed GAIE version (the InferencePool CRD's
 #    `bundle-version`). Without a report it is UNKNOWN. The check therefore never PASSes on API presence or route
 #    status alone.
+# 6. *Routing that follows the advertised metrics (measured, opt-in).* Only when the gateway resolved the probe pool
+#    and `gaie_epp_deploy` is on (it needs the extra RBAC in `rbac/aiconf-gaie-epp.yaml`: the endpoint picker's
+#    ServiceAccount, Role and RoleBinding), the check deploys behind the probe pool an endpoint picker (the upstream
+#    EPP image `gaie_epp_image`, tag = the installed release unless `gaie_epp_version` says otherwise), configured to
+#    score on queue depth and KV-cache use, and one TEST inference server per entry of `gaie_queue_depths`, each
+#    advertising that queue depth under vLLM's metric names (`vllm:num_requests_waiting`,
+#    `vllm:kv_cache_usage_perc`). It sends `gaie_routing_requests` requests through the gateway and tallies which pod
+#    answered each (`X-Aiconf-Pod`), then rotates the advertised depths (through the pod proxy) so the shortest queue
+#    moves to another pod, and sends them again. **Rule:** in each phase every request is answered by a pool pod,
+#    the pod advertising the shortest queue gets more requests than any other, and the exact (Clopper-Pearson) lower
+#    bound of its share at `gaie_confidence` exceeds `gaie_min_share`. A picker blind to metrics (an even split)
+#    fails; so does one that sends everything to one pod whatever it advertises, because after the rotation that pod
+#    advertises the longest queue. The result (`routing_follows_metrics`) feeds `metric_aware_routing`: a FAIL of the
+#    measurement or of the report is FAIL, else a PASS of either is PASS. Without an endpoint picker it is UNKNOWN,
+#    with the reason.
 #
 # In the local sandbox there is no GAIE implementation: the tests install GAIE's CRDs (v1.4.0, from its Go module)
-# and the sandbox's Traefik gateway refuses the pool backend, so the verdict is FAIL, as it should be.
+# and the sandbox's Traefik gateway refuses the pool backend, so the verdict is FAIL, as it should be, and step 6
+# does not run. **Step 6 was not validated against a live endpoint picker in this project**: its unit tests use a
+# local gateway whose picker reads the TEST servers' metrics (follows them, ignores them, or always picks one pod).
 
 # %% tags=["parameters"]
 profile = ""          # parameter profile (interactive use); the runner injects final values instead
@@ -39,6 +56,17 @@ checklist_version = ""
 gaie_gateway = ""
 gaie_route_timeout_s = 30
 gaie_conformance_report = ""
+gaie_epp_deploy = False
+gaie_epp_image = "registry.k8s.io/gateway-api-inference-extension/epp"
+gaie_epp_version = ""
+gaie_epp_timeout_s = 120
+gaie_queue_depths = [0, 10, 30]
+gaie_routing_requests = 60
+gaie_confidence = 0.99
+gaie_min_share = 0.5
+gaie_gateway_url = ""
+gaie_client = "auto"
+gaie_traffic_timeout_s = 60
 
 # %%
 from aiconf import display
@@ -58,6 +86,17 @@ result.metrics.get("gateway_classes")
 
 # %%
 display.chart(result, "pools")
+
+# %% [markdown]
+# ## Requests per pool endpoint vs advertised queue depth
+#
+# Share of each phase's requests that each pool pod answered, labelled with the queue depth it advertised in that
+# phase (green: the shortest queue). A metric-aware picker puts the green bars near 1 in both phases; a picker blind
+# to metrics stays near the dotted even-split line; one that always picks the same pod has its bar high in both
+# phases although it is green in at most one. Empty when the measurement did not run (the reason is shown).
+
+# %%
+display.chart(result, "routing")
 
 # %% [markdown]
 # ## Sub-checks
@@ -86,9 +125,14 @@ display.subchecks(result)
 # ## What this proves and what it does not
 #
 # The check proves whether GAIE's APIs are served and whether the platform's gateway accepts and resolves an
-# InferencePool backend (a live probe). Metric-aware routing is judged from the conformance report, not measured by
-# this check: without a report it stays UNKNOWN; with one, the verdict rests on the suite's run (implementation,
-# version and date are in the sub-check's summary).
+# InferencePool backend (a live probe). Metric-aware routing is judged from the conformance report and, when the
+# opt-in measurement ran, from requests sent through the gateway to a pool whose endpoint picker reads the pods'
+# advertised queue depth: it then shows that the gateway follows the picker and the picker follows the metrics, as
+# they change. It does not prove anything about real model servers (the pool's pods advertise set numbers; there is
+# no real queue or KV cache), about prefix-cache affinity (left out of the picker's configuration on purpose), or
+# about the platform's own endpoint picker configuration (the check deploys its own). Without a report or the
+# measurement it stays UNKNOWN; with a report, the verdict rests on the suite's run (implementation, version and date
+# are in the sub-check's summary).
 
 # %%
 display.proves(result)
