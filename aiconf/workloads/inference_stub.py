@@ -144,7 +144,6 @@ class Stats:
                 out += self._vllm_gauges()
         return "\n".join(out) + "\n"
 
-
     def _vllm_gauges(self) -> list[str]:
         """The gauges an endpoint picker reads from vLLM (names as vLLM exposes them); called with the lock held."""
         queued = self.queue_depth or 0
