@@ -91,9 +91,10 @@ display.chart(result, "pools")
 # ## Requests per pool endpoint vs advertised queue depth
 #
 # Share of each phase's requests that each pool pod answered, labelled with the queue depth it advertised in that
-# phase (green: the shortest queue). A metric-aware picker puts the green bars near 1 in both phases; a picker blind
-# to metrics stays near the dotted even-split line; one that always picks the same pod has its bar high in both
-# phases although it is green in at most one. Empty when the measurement did not run (the reason is shown).
+# phase (green: the shortest queue). A metric-aware picker puts the green bars near 1 in both phases, above the
+# dashed line (`gaie_min_share`, which the exact lower bound of that share must exceed); a picker blind to metrics
+# stays near the dotted even-split line; one that always picks the same pod has its bar high in both phases although
+# it is green in at most one. Empty when the measurement did not run (the reason is shown instead).
 
 # %%
 display.chart(result, "routing")

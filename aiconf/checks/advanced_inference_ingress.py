@@ -509,19 +509,32 @@ def draw_routing(ax: Any, result: Any) -> None:
     labels, x = [], 0.0
     for phase, group in frame.groupby("phase", sort=True):
         for r in group.sort_values("pod").itertuples():
-            colour = "#1a7f37" if r.shortest else "#8c959f"
-            ax.bar(x, r.share, color=colour, edgecolor="white")
+            # the shortest queue's bar is green and outlined, so that it shows even when it got nothing
+            colour, edge = ("#1a7f37", "#1a7f37") if r.shortest else ("#8c959f", "white")
+            ax.bar(x, max(r.share, 0.005), color=colour, edgecolor=edge, linewidth=2)
             ax.text(x, r.share + 0.02, str(int(r.requests)), ha="center", fontsize="x-small")
-            labels.append((x, f"{r.pod}\nqueue {int(r.depth)}\nphase {int(phase) + 1}"))
+            labels.append((x, f"{r.pod}\nqueue {int(r.depth)}\nphase {int(phase) + 1}", bool(r.shortest)))
             x += 1
         x += 0.7
     pods = frame["pod"].nunique()
     ax.axhline(1 / max(pods, 1), color="#cf222e", linestyle=":", label="even split (metric-blind picker)")
-    ax.set_xticks([p for p, _ in labels], [t for _, t in labels], fontsize="x-small")
-    ax.set_ylim(0, 1.1)
+    rule = result.metrics.get("routing_rule") or {}
+    if rule:
+        ax.axhline(
+            rule["min_share"],
+            color="#1a7f37",
+            linestyle="--",
+            label=f"the shortest queue's lower bound ({rule['confidence']:.0%}) must exceed this",
+        )
+    ax.set_xticks([p for p, _, _ in labels], [t for _, t, _ in labels], fontsize="x-small")
+    for tick, (_, _, shortest) in zip(ax.get_xticklabels(), labels, strict=True):
+        if shortest:
+            tick.set_color("#1a7f37")
+            tick.set_fontweight("bold")
+    ax.set_ylim(0, 1.3)  # room for the legend above the bars
     ax.set_ylabel("share of the phase's requests")
     ax.set_title("Requests per pool endpoint vs advertised queue depth (green: shortest queue)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper center", ncol=2, fontsize="x-small")
 
 
 # --- the check -------------------------------------------------------------------------------------------------------
@@ -707,7 +720,8 @@ def run(ctx: CheckContext) -> None:
             ctx.record(
                 "metric_aware_routing",
                 Verdict.UNKNOWN,
-                "not shown by this check: routing on advertised metrics needs the platform's endpoint picker; "
+                "not shown: routing on advertised metrics needs an endpoint picker (routing_follows_metrics was not "
+                "measured; see its reason); "
                 + CONFORMANCE_HINT
                 + ", then set gaie_conformance_report to the report file",
                 expected="requests follow the endpoint picker's metric-based decisions",
@@ -811,6 +825,7 @@ def _measure_routing(ctx: CheckContext, p: Any, route: dict[str, Any], gateway: 
         if client == "auto":
             client = "runner" if reachable(url, 5.0) else "pod"
         ctx.metric("client", {"mode": client, "url": url, "host": host})
+        ctx.metric("routing_rule", {"confidence": float(p.gaie_confidence), "min_share": float(p.gaie_min_share)})
         judgements = []
         for phase in range(2):
             advertised = dict(zip(pods, phase_depths(depths, phase), strict=True))

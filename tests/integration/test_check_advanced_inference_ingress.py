@@ -3,7 +3,9 @@ GAIE's CRDs installed but a gateway that does not implement it (the sandbox's Tr
 backend is refused with ResolvedRefs=False/InvalidKind -> FAIL, never PASS).
 
 The CRDs come from the ``sigs.k8s.io/gateway-api-inference-extension`` Go module (through the Go module proxy),
-applied before and removed after the test. No endpoint picker is run: the sandbox has no GAIE implementation.
+applied before and removed after the test. No endpoint picker is run: the sandbox has no GAIE implementation, so the
+measured routing (``gaie_epp_deploy``) stays UNKNOWN without deploying anything; it is unit-tested against a local
+gateway and picker stand-in instead.
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ def kube(kube_sandbox) -> Kube:
     return Kube.connect(str(kube_sandbox.kubeconfig))
 
 
-def check(kube_sandbox, tmp_path):
+def check(kube_sandbox, tmp_path, **overrides):
     params = load_parameters(
-        "sandbox", {"kubeconfig": str(kube_sandbox.kubeconfig), "checklist_version": "1.36", "gaie_route_timeout_s": 20}
+        "sandbox",
+        {
+            "kubeconfig": str(kube_sandbox.kubeconfig),
+            "checklist_version": "1.36",
+            "gaie_route_timeout_s": 20,
+            **overrides,
+        },
     )
     started = time.monotonic()
     result = run_check(
@@ -84,7 +92,8 @@ def test_without_gaie_the_check_is_not_applicable(kube, kube_sandbox, tmp_path):
 def test_gaie_crds_with_a_gateway_that_cannot_route_to_pools_fail(kube, kube_sandbox, tmp_path, gaie_crds):
     if kube.get("gateway.networking.k8s.io/v1", "Gateway", GATEWAY[1], GATEWAY[0]) is None:
         pytest.skip("the sandbox's Traefik Gateway (add-on traefik) is not running")
-    result = check(kube_sandbox, tmp_path)
+    # The endpoint picker is opted into, but a gateway that refuses pools gets none: nothing is deployed for it.
+    result = check(kube_sandbox, tmp_path, gaie_epp_deploy=True)
     subs = {s.id: (s.verdict, s.summary) for s in result.subchecks}
     assert result.verdict is Verdict.FAIL, subs
     assert subs["inference_pool_api_served"][0] is Verdict.PASS
@@ -95,3 +104,6 @@ def test_gaie_crds_with_a_gateway_that_cannot_route_to_pools_fail(kube, kube_san
         and "InvalidKind" in subs["gateway_resolves_pool_backend"][1]
     )
     assert subs["metric_aware_routing"][0] is Verdict.UNKNOWN
+    assert subs["routing_follows_metrics"][0] is Verdict.UNKNOWN
+    assert "does not resolve an InferencePool backend" in subs["routing_follows_metrics"][1]
+    assert "endpoint_picker" not in result.metrics  # no picker, no pool pods were deployed
