@@ -33,7 +33,8 @@
 #    advertising that queue depth under vLLM's metric names (`vllm:num_requests_waiting`,
 #    `vllm:kv_cache_usage_perc`). It sends `gaie_routing_requests` requests through the gateway and tallies which pod
 #    answered each (`X-Aiconf-Pod`), then rotates the advertised depths (through the pod proxy) so the shortest queue
-#    moves to another pod, and sends them again. **Rule:** in each phase every request is answered by a pool pod,
+#    moves to another pod, and sends them again (each phase after a warm-up, not counted, until the shortest queue
+#    answers once, bounded by `gaie_route_timeout_s` and then `gaie_settle_s`). **Rule:** in each phase every request is answered by a pool pod,
 #    the pod advertising the shortest queue gets more requests than any other, and the exact (Clopper-Pearson) lower
 #    bound of its share at `gaie_confidence` exceeds `gaie_min_share`. A picker blind to metrics (an even split)
 #    fails; so does one that sends everything to one pod whatever it advertises, because after the rotation that pod
@@ -67,6 +68,7 @@ gaie_min_share = 0.5
 gaie_gateway_url = ""
 gaie_client = "auto"
 gaie_traffic_timeout_s = 60
+gaie_settle_s = 5
 
 # %%
 from aiconf import display

@@ -26,7 +26,8 @@ What each sub-check proves:
   gateway resolved it and ``gaie_epp_deploy`` is on, the check deploys an endpoint picker (the upstream EPP image, at
   the installed GAIE release) and one TEST inference server per ``gaie_queue_depths`` entry, each advertising that
   queue depth under vLLM's metric names; it sends ``gaie_routing_requests`` requests through the gateway, rotates the
-  advertised depths and sends them again. In each phase the pod advertising the shortest queue must get the largest
+  advertised depths and sends them again (each phase after an uncounted warm-up until the shortest queue answers once,
+  bounded by ``gaie_route_timeout_s``, then ``gaie_settle_s``). In each phase the pod advertising the shortest queue must get the largest
   share, with the exact (Clopper-Pearson) lower bound at ``gaie_confidence`` above ``gaie_min_share``: a picker that
   ignores metrics (an even split) FAILs, and so does one that sends everything to one pod whatever it advertises
   (the rotation makes that pod the longest queue in a phase). Without an endpoint picker: UNKNOWN, with the reason.
@@ -839,11 +840,19 @@ def _measure_routing(ctx: CheckContext, p: Any, route: dict[str, Any], gateway: 
                 "path": "/v1/chat/completions",
                 "model": p.inference_model,
                 "timeout_s": 5.0,
-                # the first phase waits for the data plane to serve the new route; the picker re-reads metrics
-                # every 50 ms, so the second needs no warm-up
-                "warmup_s": float(p.gaie_route_timeout_s) if phase == 0 else 0.0,
+                # Warm-up (not counted) until the shortest queue answers once: the first phase waits for the data
+                # plane to serve the new route, the second for the picker to re-read the rotated depths. A picker
+                # that never picks it just spends the bound, and the measured requests judge it.
+                "warmup_s": float(p.gaie_route_timeout_s if phase == 0 else p.gaie_settle_s),
                 "budget_s": float(p.gaie_traffic_timeout_s) / 2,
-                "batches": [{"kind": f"phase{phase}", "count": int(p.gaie_routing_requests), "headers": {}}],
+                "batches": [
+                    {
+                        "kind": f"phase{phase}",
+                        "count": int(p.gaie_routing_requests),
+                        "headers": {},
+                        "warmup_pod": min(advertised, key=lambda pod: (advertised[pod], pod)),
+                    }
+                ],
             }
             rows = run_planned_requests(
                 ctx,

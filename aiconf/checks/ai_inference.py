@@ -247,7 +247,8 @@ def send_requests(plan: dict) -> list[dict]:
 
     ``plan``: ``url`` (base, http://host:port), ``host`` (Host header), ``path``, ``model``, ``timeout_s`` (per
     request), ``warmup_s`` (bound of the warm-up), ``budget_s`` (bound of the measured requests), ``batches``:
-    ``[{"kind", "count", "headers", "model"}]``. Self-contained (its source runs in the client pod with
+    ``[{"kind", "count", "headers", "model", "warmup_pod"}]`` (``warmup_pod``: the warm-up of that batch lasts until
+    that pod answers, e.g. until a picker has seen new metrics). Self-contained (its source runs in the client pod with
     ``python3 -c``): stdlib imports only, inside the function.
     """
     import http.client
@@ -307,7 +308,7 @@ def send_requests(plan: dict) -> list[dict]:
             row = one(batch, "warmup", attempt)
             rows.append(row)
             attempt += 1
-            if row["status"] == 200 and row["version"]:
+            if row["status"] == 200 and row["version"] and row["pod"] == batch.get("warmup_pod", row["pod"]):
                 break
             time.sleep(0.2)
     deadline = time.monotonic() + float(plan["budget_s"])

@@ -409,7 +409,13 @@ def run_routing(tmp_path, pool, mode: str, **overrides: Any):
     gw = PickerGatewayStandIn(pool, mode)
     try:
         kube = RoutingKube(gw.port, pool, ready=overrides.pop("ready", True))
-        opts = {"gaie_epp_deploy": True, "gaie_routing_requests": 30, "gaie_route_timeout_s": 2, **overrides}
+        opts = {
+            "gaie_epp_deploy": True,
+            "gaie_routing_requests": 30,
+            "gaie_route_timeout_s": 2,
+            "gaie_settle_s": 1,
+            **overrides,
+        }
         return run_fake(tmp_path, kube, **opts), kube
     finally:
         gw.close()
@@ -533,3 +539,20 @@ def test_the_opt_in_role_lets_the_toolkit_create_the_pickers_role_without_escala
         for v in rule["verbs"]
     }
     assert ("rbac.authorization.k8s.io", "roles", "create") not in main_only  # the least-privilege role stays so
+
+
+def test_the_warm_up_lasts_until_the_named_pod_answers_and_is_bounded(pool):
+    from aiconf.checks.ai_inference import send_requests
+
+    gw = PickerGatewayStandIn(pool, "uniform")
+    try:
+        base = {"url": f"http://127.0.0.1:{gw.port}", "host": "h", "path": "/v1/completions", "model": "m"}
+        batch = {"kind": "measured", "count": 2, "headers": {}, "warmup_pod": "gaie-endpoint-2"}
+        rows = send_requests({**base, "timeout_s": 2, "warmup_s": 5, "budget_s": 5, "batches": [batch]})
+        warm = [r for r in rows if r["kind"] == "warmup"]
+        assert warm[-1]["pod"] == "gaie-endpoint-2" and all(r["pod"] != "gaie-endpoint-2" for r in warm[:-1])
+        never = {**batch, "warmup_pod": "no-such-pod"}
+        rows = send_requests({**base, "timeout_s": 2, "warmup_s": 0.5, "budget_s": 5, "batches": [never]})
+        assert 1 <= sum(r["kind"] == "warmup" for r in rows) <= 4 and sum(r["kind"] == "measured" for r in rows) == 2
+    finally:
+        gw.close()
