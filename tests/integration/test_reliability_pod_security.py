@@ -37,6 +37,9 @@ def test_restricted_pod_security_admits_every_template(restricted_namespace):
     admitted, refused = [], []
     for builder, specs in templates("sandbox").items():
         for i, spec in enumerate(specs):
+            # Pod Security is the question here: a ServiceAccount the check creates beside its pod (the endpoint
+            # picker's) does not exist in this namespace, and the ServiceAccount admission would refuse the pod for it.
+            spec = {k: v for k, v in spec.items() if k != "serviceAccountName"}
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{builder.replace('_', '-')}-{i}",
                                                                    "namespace": ns}, "spec": spec}
             try:
