@@ -726,8 +726,11 @@ def run(ctx: CheckContext) -> None:
             if done and state.get("after") is None:
                 # The monitoring system's clock once the sends are over: only a scrape that started later saw them all.
                 state["after"] = server_time(query("now"))
-            counter, hist = vector_by(query("counter")), vector_by(query("histogram_count"))
+            # The scrape time first: the counter read after it comes from that scrape or a newer one. Read the other
+            # way round, a scrape landing between the two queries paired an old count with a new time (a false PASS
+            # seen once: 20 counted as fresh while 21 had been sent).
             scraped = vector_by(query("scraped_at"))
+            counter, hist = vector_by(query("counter")), vector_by(query("histogram_count"))
             series.add(
                 t_s=round(time.monotonic() - t0, 2),
                 sent=sender.sent,

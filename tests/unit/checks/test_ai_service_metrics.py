@@ -396,3 +396,13 @@ def test_preflight(tmp_path):
     assert asm.preflight(FakeKube(), fast_params())[0] is False
     ok, why = asm.preflight(FakeKube(services=[toolkit_service()]), fast_params())
     assert not ok and "deployed by aiconf" in why
+
+
+def test_each_sample_reads_the_scrape_time_before_the_counter(tmp_path):
+    """A scrape landing between two queries must not pair an old count with a new scrape time (a false PASS once):
+    the time is read first, so the counter read after it is from that scrape or a newer one."""
+    kube = FakeKube(services=[PROM_SERVICE])
+    run_fake(tmp_path, kube)
+    order = [q for q in kube.queries if "aiconf_requests_total" in q]
+    assert order and len(order) % 2 == 0
+    assert all("timestamp(" in first and "timestamp(" not in second for first, second in zip(order[::2], order[1::2]))
